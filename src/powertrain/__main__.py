@@ -1,0 +1,89 @@
+"""Entry point: ``python -m powertrain [overrides]`` (or the ``powertrain`` console script).
+
+Thin on purpose: check the command-line overrides, let Hydra compose the config, validate it once, and
+hand a typed ``RunConfig`` to ``powertrain.run.run``. Bad input exits with code 2 and one line on stderr,
+before any data is loaded (set HYDRA_FULL_ERROR=1 for a traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from powertrain.config import ConfigError
+
+
+def _fail(err: ConfigError | str) -> None:
+    if os.environ.get("HYDRA_FULL_ERROR") == "1" and isinstance(err, BaseException):
+        raise err
+    print(f"powertrain: error: {err}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def task(dcfg: Any) -> Any:
+    """The Hydra task function: one job of a run or a multirun."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from powertrain.config import validate
+    from powertrain.results import exit_code, now_iso, write_result, SCHEMA
+    from powertrain.run import run
+
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    overrides = list(hc.overrides.task)
+    multirun = hc.mode == RunMode.MULTIRUN
+    sweep_id = None
+    if multirun:
+        sweep_id = os.path.relpath(hc.sweep.dir, "multirun") if not os.path.isabs(hc.sweep.dir) else hc.sweep.dir
+    config_dict = OmegaConf.to_container(dcfg, resolve=True)
+    try:
+        cfg = validate(dcfg)
+    except ConfigError as e:
+        # no result.json claiming success: the run is recorded as failed with the one-line reason
+        write_result(run_dir, {"schema": SCHEMA, "status": "failed", "error": str(e),
+                               "run": {"id": run_dir.name, "dir": str(run_dir), "overrides": overrides,
+                                       "started_at": now_iso(), "finished_at": now_iso()},
+                               "config": config_dict})
+        if multirun:
+            print(f"powertrain: error: {e}", file=sys.stderr, flush=True)
+            return {"status": "failed", "error": str(e)}
+        _fail(e)
+    try:
+        result = run(cfg, run_dir, overrides, sweep_id=sweep_id, config_dict=config_dict)
+    except ConfigError as e:  # found while building (e.g. a dataset root without the files)
+        if multirun:
+            print(f"powertrain: error: {e}", file=sys.stderr, flush=True)
+            return {"status": "failed", "error": str(e)}
+        _fail(e)
+    if not multirun:
+        code = exit_code(result["status"])
+        if code:
+            sys.exit(code)
+    return {"status": result["status"], "accuracy": result["metrics"]["final_accuracy"],
+            "energy_j": result["energy"]["total_j"], "dir": str(run_dir)}
+
+
+def main() -> None:
+    """Console entry point."""
+    from powertrain.overrides import check_overrides
+
+    try:
+        check_overrides(sys.argv[1:])
+    except ConfigError as e:
+        _fail(e)
+
+    import hydra
+
+    from powertrain.config import register_configs
+    from powertrain.paths import conf_dir
+
+    register_configs()
+    hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)()
+
+
+if __name__ == "__main__":
+    main()

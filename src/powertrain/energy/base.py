@@ -1,0 +1,370 @@
+"""The one energy interface: sources (one per hardware component), windows, and the ledger.
+
+A *source* reports the cumulative joules of one component (``gpu:0``, ``cpu:package-0``, ``dram:0``)
+since it was started, and says how it knows (``method``) and whether that is a measurement. The
+``EnergyMeter`` reads every source at the start and end of a named window and returns a
+``Measurement``; the ``Ledger`` adds windows up by phase (train / eval / idle) and epoch.
+
+The training loop only ever sees ``EnergyMeter``: it never branches on which hardware exists.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ComponentEnergy:
+    """Energy of one component over one window (or summed over many)."""
+
+    name: str  # "gpu:0", "cpu:package-0", "dram:0", ...
+    kind: str  # gpu | cpu | dram | other
+    method: str  # nvml_energy_counter | nvml_power_integration | rapl | tdp_utilization_estimate | ...
+    measured: bool  # True only if every joule of energy_j was measured
+    energy_j: float
+    measured_j: float = 0.0  # the measured part (differs from energy_j after a mid-run fallback)
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. shared_device, fallback reason
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        extra = d.pop("extra")
+        d.update(extra)
+        return d
+
+
+class Source:
+    """One component's energy reading. Subclasses implement ``read_j``.
+
+    Attributes:
+        name, kind, method, measured: as in ``ComponentEnergy``.
+        reason: why this source was chosen over a better one (None if it is the best there is).
+    """
+
+    name: str = "other"
+    kind: str = "other"
+    method: str = "unknown"
+    measured: bool = False
+    reason: Optional[str] = None
+
+    def start(self) -> None:
+        """Begin counting (start sampling threads, take the first reading)."""
+
+    def read_j(self) -> float:
+        """Cumulative joules since ``start``; never decreases."""
+        raise NotImplementedError
+
+    def measured_j(self) -> float:
+        """The measured part of ``read_j()`` (all of it for a measuring source, none for an estimate)."""
+        return self.read_j() if self.measured else 0.0
+
+    def extra(self) -> dict[str, Any]:
+        """Labels to carry into the result (e.g. ``{"shared_device": True}``)."""
+        return {}
+
+    def stop(self) -> None:
+        """Stop threads and release handles. Safe to call twice."""
+
+    def describe(self) -> str:
+        label = "measured" if self.measured else "estimate"
+        text = f"{self.name} {self.method} ({label})"
+        return f"{text}: {self.reason}" if self.reason else text
+
+
+class PeriodicThread:
+    """Calls ``fn`` every ``interval_s`` in a daemon thread until ``stop``.
+
+    Sleeps on an ``Event`` so it costs nothing between ticks and stops at once. An exception from ``fn``
+    is logged once and the thread keeps ticking: a metering bug must not end a training run.
+    """
+
+    def __init__(self, fn: Callable[[], Any], interval_s: float, name: str):
+        self.fn, self.interval_s, self.name = fn, interval_s, name
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._logged = False
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.fn()
+            except Exception:
+                if not self._logged:
+                    log.exception("%s: sampling failed (logged once)", self.name)
+                    self._logged = True
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout_s)
+
+
+class MeasuringSource(Source):
+    """A source that reads a hardware counter and, if the hardware fails mid-run, carries on estimating.
+
+    Subclasses implement ``_begin`` (take the first reading) and ``_measure_j`` (cumulative joules since
+    ``_begin``), raising one of ``hardware_errors`` when the hardware cannot be read, and
+    ``_make_fallback`` (an estimate for the same component). On the first such error the joules measured
+    so far are kept, the estimate bills everything from the last good reading onwards, and the switch is
+    flagged in ``extra()``; ``read_j`` never raises. ``measured_j`` stays at the measured part, so a
+    result's measured fraction stays honest.
+    """
+
+    measured = True
+    hardware_errors: tuple[type[BaseException], ...] = (OSError,)
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()  # the sampling thread and the training thread both read
+        self._started = False
+        self._measured_total_j = 0.0
+        self._t_good: Optional[float] = None  # perf_counter of the last good reading
+        self._fallback: Optional[Source] = None
+        self._fallback_info: dict[str, Any] = {}
+
+    # --- for subclasses
+    def _begin(self) -> None:
+        raise NotImplementedError
+
+    def _measure_j(self) -> float:
+        raise NotImplementedError
+
+    def _make_fallback(self) -> Source:
+        raise NotImplementedError
+
+    # --- Source
+    def start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+            self._t_good = time.perf_counter()
+            try:
+                self._begin()
+            except self.hardware_errors as err:
+                self._switch(err)
+
+    def read_j(self) -> float:
+        with self._lock:
+            if not self._started:
+                self.start()
+            if self._fallback is None:
+                try:
+                    energy_j = self._measure_j()
+                    self._t_good = time.perf_counter()
+                    # a counter never runs backwards; guard against a glitchy read all the same
+                    self._measured_total_j = max(self._measured_total_j, energy_j)
+                    return self._measured_total_j
+                except self.hardware_errors as err:
+                    self._switch(err)
+            assert self._fallback is not None
+            return self._measured_total_j + self._fallback.read_j()
+
+    def measured_j(self) -> float:
+        """The measured joules as of the last ``read_j`` (frozen after a fallback)."""
+        return self._measured_total_j
+
+    @property
+    def fell_back(self) -> bool:
+        return self._fallback is not None
+
+    def _switch(self, err: BaseException) -> None:
+        fallback = self._make_fallback()
+        start_at = getattr(fallback, "start_at", None)
+        if start_at is not None and self._t_good is not None:
+            start_at(self._t_good)  # bill the gap since the last good reading to the estimate
+        else:
+            fallback.start()
+        self._fallback_info = {
+            "fallback_reason": f"{type(err).__name__}: {err}",
+            "fallback_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "measured_method": self.method,
+        }
+        log.warning(
+            "%s: %s failed (%s); keeping %.1f J measured so far and estimating from here (%s)",
+            self.name, self.method, self._fallback_info["fallback_reason"], self._measured_total_j,
+            fallback.method,
+        )  # fmt: skip
+        self._fallback = fallback
+        self.measured = False
+        self.method = fallback.method
+
+    def extra(self) -> dict[str, Any]:
+        out = dict(self._fallback_info)
+        if self._fallback is not None:
+            out.update({k: v for k, v in self._fallback.extra().items() if k not in out})
+        return out
+
+    def stop(self) -> None:
+        if self._fallback is not None:
+            self._fallback.stop()
+
+
+@dataclass
+class Measurement:
+    """What one window returns."""
+
+    name: str
+    time_s: float
+    components: list[ComponentEnergy]
+
+    @property
+    def total_j(self) -> float:
+        return sum(c.energy_j for c in self.components)
+
+    @property
+    def measured_j(self) -> float:
+        return sum(c.measured_j for c in self.components)
+
+
+def _no_sync() -> None:
+    pass
+
+
+class EnergyMeter:
+    """Named begin/end windows over a set of sources.
+
+    Args:
+        sources: the components to meter.
+        sync: called at both ends of a window (``torch.cuda.synchronize`` on a GPU) so kernels queued
+            before the boundary are billed to the right window.
+    """
+
+    def __init__(self, sources: list[Source], sync: Callable[[], None] = _no_sync):
+        self.sources = list(sources)
+        self.sync = sync
+        self._open: dict[str, tuple[float, list[float], list[float]]] = {}
+        self._started = False
+
+    def start(self) -> None:
+        if not self._started:
+            for s in self.sources:
+                s.start()
+            self._started = True
+
+    def describe(self) -> str:
+        """One line naming the source and method of every component."""
+        return " · ".join(s.describe() for s in self.sources) or "no energy sources"
+
+    def _read(self) -> tuple[list[float], list[float]]:
+        return [s.read_j() for s in self.sources], [s.measured_j() for s in self.sources]
+
+    def begin_window(self, name: str) -> None:
+        self.start()
+        self.sync()
+        total, measured = self._read()
+        self._open[name] = (time.perf_counter(), total, measured)
+
+    def end_window(self, name: str) -> Measurement:
+        self.sync()
+        t1 = time.perf_counter()
+        total, measured = self._read()
+        t0, total0, measured0 = self._open.pop(name)
+        comps = []
+        for s, a, b, ma, mb in zip(self.sources, total0, total, measured0, measured, strict=True):
+            e, m = max(b - a, 0.0), max(mb - ma, 0.0)
+            extra = s.extra()
+            if s.reason:  # the result should say why a component is not measured, not only the log
+                extra.setdefault("reason", s.reason)
+            comps.append(
+                ComponentEnergy(
+                    name=s.name,
+                    kind=s.kind,
+                    method=s.method,
+                    measured=s.measured and abs(e - m) <= 1e-9 * max(e, 1.0),
+                    energy_j=e,
+                    measured_j=min(m, e),
+                    extra=extra,
+                )
+            )
+        return Measurement(name=name, time_s=t1 - t0, components=comps)
+
+    def close(self) -> None:
+        for s in self.sources:
+            try:
+                s.stop()
+            except Exception:  # closing must never mask the run's own outcome
+                pass
+
+
+@dataclass
+class Ledger:
+    """Running totals of energy by phase and component, plus per-epoch curves for trackers.
+
+    Serialisable (``to_dict``/``from_dict``) so a preempted run can carry it into its next attempt.
+    """
+
+    phases: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    phase_time_s: dict[str, float] = field(default_factory=dict)
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, phase: str, m: Measurement) -> None:
+        comps = self.phases.setdefault(phase, {})
+        for c in m.components:
+            acc = comps.get(c.name)
+            if acc is None:
+                comps[c.name] = c.to_dict()
+                continue
+            acc["energy_j"] += c.energy_j
+            acc["measured_j"] += c.measured_j
+            acc["measured"] = acc["measured"] and c.measured
+            if c.method != acc["method"] and c.method not in acc["method"].split("+"):
+                acc["method"] = f"{acc['method']}+{c.method}"
+            for k, v in c.extra.items():
+                acc[k] = v
+        self.phase_time_s[phase] = self.phase_time_s.get(phase, 0.0) + m.time_s
+
+    def phase_j(self, phase: str) -> float:
+        return sum(c["energy_j"] for c in self.phases.get(phase, {}).values())
+
+    def components(self, phases: tuple[str, ...] = ("train", "eval")) -> list[dict[str, Any]]:
+        """Per-component totals over ``phases`` (idle baseline windows are not training energy)."""
+        out: dict[str, dict[str, Any]] = {}
+        for phase in phases:
+            for name, c in self.phases.get(phase, {}).items():
+                if name not in out:
+                    out[name] = dict(c)
+                    continue
+                acc = out[name]
+                acc["energy_j"] += c["energy_j"]
+                acc["measured_j"] += c["measured_j"]
+                acc["measured"] = acc["measured"] and c["measured"]
+                if c["method"] not in acc["method"].split("+"):
+                    acc["method"] = f"{acc['method']}+{c['method']}"
+        return list(out.values())
+
+    def total_j(self, phases: tuple[str, ...] = ("train", "eval")) -> float:
+        return sum(self.phase_j(p) for p in phases)
+
+    def measured_fraction(self, phases: tuple[str, ...] = ("train", "eval")) -> Optional[float]:
+        comps = self.components(phases)
+        total = sum(c["energy_j"] for c in comps)
+        if total <= 0:
+            return None
+        return sum(c["measured_j"] for c in comps) / total
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"phases": self.phases, "phase_time_s": self.phase_time_s, "epochs": self.epochs}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Ledger:
+        return cls(
+            phases=d.get("phases", {}),
+            phase_time_s=d.get("phase_time_s", {}),
+            epochs=d.get("epochs", []),
+        )

@@ -1,0 +1,235 @@
+"""Estimated energy for components with no readable counter (labelled ``measured: false``).
+
+Models (constants are configurable and stated in the README):
+- CPU:  P = TDP × (idle_share + (1 − idle_share) × u), u = this process's CPU time / (wall time × logical
+  CPUs). The whole package's idle share is billed to the run: it is the power the package draws because
+  the machine is on for this job.
+- DRAM: P = dram_w_per_gb × resident memory of this process in GB.
+- GPU:  P = TDP × (idle_share + (1 − idle_share) × NVML utilisation); TDP alone when utilisation is
+  unreadable (an upper bound, flagged). Used when NVML has no energy or power reading for a GPU.
+Both are integrated between reads from cumulative CPU time and a resident-memory sample at each read, so
+no sampling thread is needed and a window costs two cheap syscalls per source.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import os
+import re
+import time
+from collections.abc import Callable
+from importlib import resources
+from typing import Any, Optional
+
+from powertrain.energy.base import Source
+
+# Used when the CPU model is not in the TDP table. CodeCarbon uses 85 W for the same case; we state it
+# as an assumption in the result rather than pass it off as a looked-up figure.
+DEFAULT_CPU_TDP_W = 85.0
+# Used for a GPU whose power limit NVML cannot tell us (and no hardware profile gives one): a V100/A100
+# PCIe class board. Labelled as an assumption wherever it is used.
+DEFAULT_GPU_TDP_W = 300.0
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name from /proc/cpuinfo ("unknown" if unreadable)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"
+
+
+def _norm(name: str) -> str:
+    name = re.sub(r"\((r|tm)\)", "", name.lower())
+    name = re.sub(r"\b(cpu|processor|with radeon.*graphics|\d+-core)\b", " ", name)
+    name = name.split("@")[0]
+    return re.sub(r"\s+", " ", name).strip()
+
+
+@functools.lru_cache(maxsize=1)
+def _tdp_table() -> dict[str, float]:
+    text = resources.files("powertrain").joinpath("resources/cpu_tdp_watts.csv").read_text()
+    out = {}
+    for row in csv.DictReader(text.splitlines()):
+        try:  # a few upstream rows hold ranges or typos ("27.29.5"): skip them rather than guess
+            out[_norm(row["Name"])] = float(row["TDP"])
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def lookup_cpu_tdp(model: str) -> tuple[Optional[float], Optional[str]]:
+    """TDP in watts for a CPU model name, and the table entry it matched (None, None if no match).
+
+    A table entry matches when all of its words appear in the model name as whole words; the longest
+    such entry wins (so "Xeon Gold 6248R" is not taken for "Xeon Gold 6248").
+    """
+    words = set(_norm(model).split())
+    best: tuple[int, Optional[str], Optional[float]] = (0, None, None)
+    for entry, tdp in _tdp_table().items():
+        ew = entry.split()
+        if ew and all(w in words for w in ew) and any(any(ch.isdigit() for ch in w) for w in ew):
+            if len(entry) > best[0]:
+                best = (len(entry), entry, tdp)
+    return best[2], best[1]
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class _IntegratingEstimate(Source):
+    """Integrates a modelled power between reads."""
+
+    measured = False
+
+    def __init__(self) -> None:
+        self._energy_j = 0.0
+        self._t: Optional[float] = None
+
+    def _state(self) -> Any:  # what the power model needs at a read
+        raise NotImplementedError
+
+    def _power_w(self, before: Any, after: Any, dt: float) -> float:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        if self._t is None:
+            self._t, self._s = time.perf_counter(), self._state()
+
+    def start_at(self, t0_s: float) -> None:
+        """Start as if at ``perf_counter() == t0_s``: the first read bills the time since then.
+
+        Used when a measuring source fails mid-run, so the gap since its last good reading is billed.
+        The state at ``t0_s`` is unknown, so the current one stands in for it.
+        """
+        self._t, self._s = t0_s, self._state()
+
+    def read_j(self) -> float:
+        if self._t is None:
+            self.start()
+            return 0.0
+        t, s = time.perf_counter(), self._state()
+        dt = t - self._t
+        if dt > 0:
+            self._energy_j += self._power_w(self._s, s, dt) * dt
+        self._t, self._s = t, s
+        return self._energy_j
+
+
+class CpuEstimate(_IntegratingEstimate):
+    """CPU package power from TDP and this process's CPU utilisation."""
+
+    kind = "cpu"
+    method = "tdp_utilization_estimate"
+
+    def __init__(
+        self,
+        tdp_w: float,
+        idle_share: float = 0.3,
+        name: str = "cpu:package-0",
+        reason: Optional[str] = None,
+        tdp_source: str = "",
+        logical_cpus: Optional[int] = None,
+    ):
+        super().__init__()
+        self.name, self.reason = name, reason
+        self.tdp_w, self.idle_share, self.tdp_source = tdp_w, idle_share, tdp_source
+        self.logical_cpus = logical_cpus or os.cpu_count() or 1
+
+    def _state(self) -> float:
+        t = os.times()
+        return t.user + t.system  # this process; child processes are not ours to bill
+
+    def _power_w(self, before: float, after: float, dt: float) -> float:
+        util = min(max((after - before) / (dt * self.logical_cpus), 0.0), 1.0)
+        return self.tdp_w * (self.idle_share + (1.0 - self.idle_share) * util)
+
+    def extra(self) -> dict[str, Any]:
+        return {"tdp_w": self.tdp_w, "tdp_source": self.tdp_source, "idle_share": self.idle_share}
+
+
+class DramEstimate(_IntegratingEstimate):
+    """DRAM power proportional to this process's resident memory."""
+
+    kind = "dram"
+    method = "memory_size_estimate"
+
+    def __init__(self, w_per_gb: float = 0.375, name: str = "dram:0", reason: Optional[str] = None):
+        super().__init__()
+        self.name, self.reason, self.w_per_gb = name, reason, w_per_gb
+
+    def _state(self) -> int:
+        return _rss_bytes()
+
+    def _power_w(self, before: int, after: int, dt: float) -> float:
+        return self.w_per_gb * (before + after) / 2 / 1e9
+
+    def extra(self) -> dict[str, Any]:
+        return {"w_per_gb": self.w_per_gb}
+
+
+class GpuEstimate(_IntegratingEstimate):
+    """GPU power from its TDP (board power limit) and NVML utilisation, or TDP alone without it.
+
+    Args:
+        tdp_w: the board's power limit or TDP in watts.
+        util_fn: returns GPU utilisation in [0, 1]; None, or an exception from it, means unreadable,
+            and the estimate then bills the full TDP from that read on (an upper bound, flagged).
+    """
+
+    kind = "gpu"
+    method = "gpu_tdp_utilization_estimate"
+
+    def __init__(
+        self,
+        tdp_w: float,
+        idle_share: float = 0.15,
+        util_fn: Optional[Callable[[], float]] = None,
+        name: str = "gpu:0",
+        reason: Optional[str] = None,
+        tdp_source: str = "",
+    ):
+        super().__init__()
+        self.name, self.reason = name, reason
+        self.tdp_w, self.idle_share, self.tdp_source = tdp_w, idle_share, tdp_source
+        self.util_fn = util_fn
+        self.util_error: Optional[str] = None if util_fn is not None else "no utilisation source"
+
+    def _state(self) -> Optional[float]:
+        if self.util_fn is None:
+            return None
+        try:
+            return min(max(float(self.util_fn()), 0.0), 1.0)
+        except Exception as err:  # the driver boundary: any failure means "unreadable", not a crash
+            self.util_error = f"{type(err).__name__}: {err}"
+            self.util_fn = None  # a failed driver rarely recovers; stop asking on every read
+            return None
+
+    def _power_w(self, before: Optional[float], after: Optional[float], dt: float) -> float:
+        if after is None:
+            return self.tdp_w
+        util = after if before is None else (before + after) / 2
+        return self.tdp_w * (self.idle_share + (1.0 - self.idle_share) * util)
+
+    def extra(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"tdp_w": self.tdp_w, "tdp_source": self.tdp_source}
+        if self.util_fn is None:
+            out["constant_tdp"] = True  # no utilisation: full TDP billed, an upper bound
+            out["utilization_unreadable"] = self.util_error
+        else:
+            out["idle_share"] = self.idle_share
+        return out

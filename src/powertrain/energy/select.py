@@ -1,0 +1,95 @@
+"""Choose the best energy source for each component of this machine.
+
+Measured where a counter exists (NVML for GPUs, RAPL for CPU packages and DRAM), a labelled estimate
+where not, with the reason on the source; never a component silently left at zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Optional
+
+from powertrain.energy.base import EnergyMeter, Source
+from powertrain.energy.estimate import (
+    DEFAULT_CPU_TDP_W,
+    CpuEstimate,
+    DramEstimate,
+    cpu_model,
+    lookup_cpu_tdp,
+)
+from powertrain.energy.rapl import DEFAULT_POWERCAP_ROOT, build_rapl_sources
+
+
+def cpu_tdp(tdp_override: Optional[float] = None, model: Optional[str] = None) -> tuple[float, str]:
+    """CPU TDP in watts and where it came from.
+
+    Args:
+        tdp_override: TDP from the hardware profile; wins when given.
+        model: CPU model name (default: this machine's, from /proc/cpuinfo).
+    """
+    if tdp_override is not None:
+        return float(tdp_override), "hardware profile"
+    model = cpu_model() if model is None else model
+    tdp, entry = lookup_cpu_tdp(model)
+    if tdp is not None:
+        return tdp, f"CPU TDP table entry {entry!r}"
+    return (
+        DEFAULT_CPU_TDP_W,
+        f"assumption: {model!r} not in the CPU TDP table, default {DEFAULT_CPU_TDP_W:g} W",
+    )
+
+
+def build_meter(
+    energy_cfg: Any,
+    device_type: str = "cpu",
+    cpu_tdp_w: Optional[float] = None,
+    sync: Optional[Callable[[], None]] = None,
+    gpu_tdp_w: Optional[float] = None,
+    environ: Optional[dict[str, str]] = None,
+) -> EnergyMeter:
+    """Build the meter for this process (its sources start on the first window).
+
+    Args:
+        energy_cfg: an ``EnergyConfig``.
+        device_type: "cpu" or "cuda" (GPU sources, and the pynvml import, only for "cuda").
+        cpu_tdp_w: CPU TDP from the hardware profile (None = look up the CPU model).
+        sync: accelerator synchronisation for window boundaries.
+        gpu_tdp_w: GPU TDP from the hardware profile, for GPU estimates (None = NVML's power limit).
+        environ: environment for visible-device lookup (default ``os.environ``).
+    """
+    force_estimate = energy_cfg.meter == "estimate"
+    sources: list[Source] = []
+    if device_type == "cuda":
+        from powertrain.energy.nvml import build_gpu_sources  # keeps pynvml off the CPU-only path
+
+        sources += build_gpu_sources(energy_cfg, gpu_tdp_w, environ=environ, force_estimate=force_estimate)
+
+    tdp_w, tdp_source = cpu_tdp(cpu_tdp_w)
+
+    def cpu_estimate(name: str = "cpu:package-0", reason: Optional[str] = None) -> Source:
+        return CpuEstimate(
+            tdp_w, idle_share=energy_cfg.cpu_idle_share, name=name, reason=reason, tdp_source=tdp_source
+        )
+
+    def dram_estimate(name: str = "dram:0", n_domains: int = 1, reason: Optional[str] = None) -> Source:
+        # the model is per process, so split it across sockets rather than bill it once per socket
+        return DramEstimate(energy_cfg.dram_w_per_gb / max(n_domains, 1), name=name, reason=reason)
+
+    if force_estimate:
+        reason = "estimate requested (energy.meter=estimate)"
+        return EnergyMeter(
+            sources + [cpu_estimate(reason=reason), dram_estimate(reason=reason)],
+            sync=sync or (lambda: None),
+        )
+
+    root = getattr(energy_cfg, "powercap_root", None) or DEFAULT_POWERCAP_ROOT
+    rapl, why_not = build_rapl_sources(root, cpu_estimate, dram_estimate, cpu_tdp_w=tdp_w)
+    if why_not is not None:
+        reason = f"RAPL unreadable: {why_not}"
+        sources += [cpu_estimate(reason=reason), dram_estimate(reason=reason)]
+    else:
+        sources += rapl
+        if not any(s.kind == "dram" for s in rapl):
+            reason = "RAPL has no dram domain on this CPU (common on client and AMD CPUs)"
+            sources.append(dram_estimate(reason=reason))
+    return EnergyMeter(sources, sync=sync or (lambda: None))

@@ -1,0 +1,22 @@
+"""Any timm model by name; timm is imported only when one is asked for."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from powertrain.config import ModelConfig
+from powertrain.models import check_timm_name, register_model
+
+
+@register_model("timm")
+def timm_model(cfg: ModelConfig, shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    import timm
+
+    check_timm_name(cfg.name)
+    c, h, w = shape
+    kwargs = {}
+    if "vit" in cfg.name or "deit" in cfg.name:
+        kwargs["img_size"] = h  # ViTs fix their position embeddings to the input size
+    # pretrained weights are the pretrained paradigm's job (it handles the offline case)
+    return timm.create_model(cfg.name, pretrained=False, num_classes=num_classes, in_chans=c,
+                             drop_rate=cfg.dropout, **kwargs)

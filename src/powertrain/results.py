@@ -1,0 +1,74 @@
+"""The result file: ``result.json`` in every run directory, whatever the run's end.
+
+Schema ``powertrain.result/1`` (see DESIGN.md). Written atomically (temp file + rename) so a reader never
+sees half a file, also when the run is killed while writing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SCHEMA = "powertrain.result/1"
+STATUSES = ("completed", "target_reached", "diverged", "failed", "preempted", "budget_exhausted")
+SUCCESS = ("completed", "target_reached")
+SECRET_KEYS = ("api_key", "token", "password", "secret")
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe copy: non-finite floats become null (JSON has no NaN), secrets are dropped."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()
+                if not any(s in str(k).lower() for s in SECRET_KEYS)}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(_clean(data), f, indent=2, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_result(run_dir: Path, result: dict[str, Any]) -> Path:
+    path = Path(run_dir) / "result.json"
+    write_json_atomic(path, result)
+    return path
+
+
+def read_result(run_dir: Path) -> dict[str, Any]:
+    with open(Path(run_dir) / "result.json") as f:
+        return json.load(f)
+
+
+def exit_code(status: str) -> int:
+    """0 for completed/target_reached; 1 for failed, diverged, budget_exhausted and preempted."""
+    return 0 if status in SUCCESS else 1

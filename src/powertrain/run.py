@@ -1,0 +1,365 @@
+"""One run, start to result: build everything, train, account energy and carbon, write result.json.
+
+``run`` takes a validated ``RunConfig`` and a run directory; it knows nothing about Hydra. Whatever
+happens (an exception, a non-finite loss, a budget, SIGTERM), the ``finally`` block writes result.json.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import threading
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Optional
+
+from powertrain.config import ConfigError, RunConfig
+from powertrain.results import SCHEMA, exit_code, now_iso, write_result
+
+log = logging.getLogger("powertrain")
+CHECKPOINT = "checkpoint.pt"
+
+
+class StopRequest:
+    """Set by SIGTERM/SIGUSR2 (Slurm preemption or time limit): the loop checkpoints and stops.
+
+    Handlers chain to any handler installed before (e.g. submitit's requeue) after setting the flag is
+    not what we want — the previous handler may exit at once. Instead we only set the flag; the run ends
+    cleanly with status ``preempted`` and the launcher decides about requeueing.
+    """
+
+    def __init__(self) -> None:
+        self.flag = False
+        self.signum: Optional[int] = None
+        self._previous: dict[int, Any] = {}
+
+    def __call__(self) -> bool:
+        return self.flag
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.flag, self.signum = True, signum
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGUSR2):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+def _autocast_factory(precision: str, device: Any) -> Any:
+    import torch
+
+    if precision == "fp32" or device.type != "cuda":
+        return contextlib.nullcontext
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return lambda: torch.autocast("cuda", dtype=dtype)
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    import torch
+
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, fit_state: Any, ledger: Any,
+                    attempts: list[dict[str, Any]], status: str, config: dict[str, Any]) -> None:
+    """Atomically save everything a later attempt needs to continue exactly here."""
+    import torch
+
+    tmp = path.with_suffix(".tmp")
+    torch.save({
+        "status": status,
+        "config_json": json.dumps(_comparable(config), sort_keys=True, default=str),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "rng": _rng_state(),
+        "fit_state": asdict(fit_state),
+        "ledger": ledger.to_dict(),
+        "attempts": attempts,
+    }, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    # what may legitimately differ between attempts of one run
+    return {k: v for k, v in config.items() if k not in ("tracking", "verbose", "resume")}
+
+
+def _resumable_checkpoint(path: Path, config: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The checkpoint of a preempted attempt of *this* run, or None.
+
+    Only a preempted attempt is continued (a finished run's checkpoint in a reused directory is not), and
+    only with the same config, so a requeue never mixes two different setups in one ledger.
+    """
+    if not path.exists():
+        return None
+    ck = load_checkpoint(path)
+    if ck.get("status") != "preempted":
+        return None
+    if ck.get("config_json") != json.dumps(_comparable(config), sort_keys=True, default=str):
+        raise ConfigError("resume", str(path.parent),
+                          "a run directory whose checkpoint was made with the same config")
+    return ck
+
+
+def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
+        sweep_id: Optional[str] = None, config_dict: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """Train one setup and return its result (also written to ``run_dir/result.json``)."""
+    run_dir = Path(run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    result: dict[str, Any] = {
+        "schema": SCHEMA,
+        "status": "failed",
+        "error": None,
+        "run": {"id": run_dir.name if sweep_id is None else f"{sweep_id}/{run_dir.name}",
+                "dir": str(run_dir), "overrides": list(overrides or []), "started_at": now_iso(),
+                "finished_at": None, "sweep_id": sweep_id, "attempts": 1},
+        "config": config_dict if config_dict is not None else asdict(cfg),
+        "metrics": {"final_accuracy": None, "best_accuracy": None, "final_loss": None, "epochs": 0,
+                    "steps": 0, "target_accuracy": cfg.target_accuracy, "reached_target": False,
+                    "energy_to_target_j": None},
+        "energy": {"total_j": None, "train_j": None, "eval_j": None, "idle_baseline_w": None,
+                   "components": [], "measured_fraction": None},
+        "carbon": None,
+        "time": {"wall_s": None, "train_s": None, "eval_s": None},
+        "hardware": None,
+    }
+    stop = StopRequest()
+    meter = ledger = tracker = None
+    fit_result = None
+    prior_wall_s = 0.0
+    intensity = None
+    try:
+        from powertrain import carbon
+
+        intensity = carbon.resolve(cfg.carbon)  # before any work: an unknown region fails here
+        if intensity is None and cfg.verbose:
+            print(carbon.hint(), flush=True)
+
+        import torch
+
+        from powertrain import hardware as hw
+        from powertrain.energy import Ledger, build_meter
+        from powertrain.optim import build_optimizer, build_scheduler
+        from powertrain.paradigms import build_setup
+        from powertrain.profiles import select_profile
+        from powertrain.train import FitState, fit
+        from powertrain.tracking import build_tracker
+
+        device = hw.resolve_device(cfg.hardware.device)
+        profile = select_profile(cfg.hardware, device)
+        result["hardware"] = hw.describe(device, profile)
+        _seed_everything(cfg.seed)
+        autocast = _autocast_factory(cfg.precision, device)
+
+        setup = build_setup(cfg, device, autocast)
+        model = setup.model
+        result["data"] = setup.data
+        if setup.notes:
+            result["notes"] = list(setup.notes)
+        optimizer = build_optimizer(cfg.optimizer, setup.param_groups)
+        scheduler = build_scheduler(cfg.optimizer, optimizer, cfg.max_epochs)
+        scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
+        train_model = torch.compile(model) if cfg.compile else model
+
+        ledger, state, attempts = Ledger(), FitState(), []
+        ckpt_path = run_dir / CHECKPOINT
+        ck = _resumable_checkpoint(ckpt_path, result["config"])
+        if ck is not None:  # a requeued or resumed attempt: continue, and keep every joule so far
+            model.load_state_dict(ck["model"])
+            optimizer.load_state_dict(ck["optimizer"])
+            if scheduler is not None and ck["scheduler"] is not None:
+                scheduler.load_state_dict(ck["scheduler"])
+            _set_rng_state(ck["rng"])
+            state = FitState(**ck["fit_state"])
+            ledger = Ledger.from_dict(ck["ledger"])
+            attempts = list(ck["attempts"])
+            prior_wall_s = sum(a.get("wall_s", 0.0) for a in attempts)
+            result["run"]["attempts"] = len(attempts) + 1
+            if cfg.verbose:
+                print(f"resuming {run_dir} at epoch {state.epoch} (attempt {len(attempts) + 1}, "
+                      f"{ledger.total_j():.1f} J so far)", flush=True)
+
+        sync = torch.cuda.synchronize if device.type == "cuda" else None
+        meter = build_meter(cfg.energy, device.type, cpu_tdp_w=profile.tdp_w if profile.kind == "cpu" else None,
+                            sync=sync)
+        meter.start()
+        if cfg.verbose:
+            print(f"energy: {meter.describe()}", flush=True)
+        if cfg.energy.idle_baseline_s > 0:
+            from powertrain.energy.idle import measure_idle_w
+
+            result["energy"]["idle_baseline_w"] = measure_idle_w(meter, cfg.energy.idle_baseline_s)
+
+        tracker = build_tracker(cfg.tracking)
+        tracker.start({"id": result["run"]["id"], "dir": str(run_dir), "sweep_id": sweep_id,
+                       "name": result["run"]["id"]}, result["config"], list(overrides or []))
+
+        def on_epoch(row: dict[str, Any]) -> None:
+            if intensity is not None:
+                row["carbon_g"] = carbon.operational_g(row["energy_j"], intensity, cfg.carbon.pue)
+            tracker.log_epoch(row)
+            if cfg.verbose:
+                print(f"epoch {row['epoch']:>3}/{cfg.max_epochs}  loss {row['train_loss']:.4f}  "
+                      f"acc {row['accuracy'] * 100:6.2f}%  energy {row['energy_j']:9.1f} J  "
+                      f"time {row['wall_s']:7.2f} s", flush=True)
+
+        stop.install()
+        fit_result = fit(
+            train_model, setup.task, optimizer, meter, ledger, max_epochs=cfg.max_epochs, scheduler=scheduler,
+            target_accuracy=cfg.target_accuracy, energy_budget_j=cfg.budget.energy_j,
+            time_budget_s=cfg.budget.time_s, state=state, scaler=scaler, stop_requested=stop,
+            on_epoch=on_epoch, clock_offset_s=prior_wall_s,
+        )
+        result["status"] = fit_result.status
+        if fit_result.reason and fit_result.status != "completed":
+            result["stop_reason"] = fit_result.reason
+        this_attempt = {"started_at": result["run"]["started_at"], "wall_s": time.perf_counter() - t0,
+                        "status": fit_result.status}
+        if fit_result.status == "preempted" or cfg.save_checkpoint:
+            save_checkpoint(ckpt_path, model, optimizer, scheduler, fit_result.state, ledger,
+                            attempts + [this_attempt], fit_result.status, result["config"])
+        if fit_result.status == "preempted" and stop.signum is not None:
+            result["stop_reason"] = f"signal {signal.Signals(stop.signum).name}: checkpointed for resume"
+        result["run"]["attempt_history"] = attempts + [this_attempt]
+        result["upstream"] = setup.upstream
+    except ConfigError as e:
+        result["error"] = str(e)
+        raise
+    except KeyboardInterrupt:
+        result["error"] = "interrupted (KeyboardInterrupt)"
+        raise
+    except Exception as e:
+        result["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip()
+        result["traceback"] = traceback.format_exc()
+        log.error("run failed: %s", result["error"])
+    finally:
+        stop.uninstall()
+        if meter is not None:
+            meter.close()
+        wall_s = time.perf_counter() - t0 + prior_wall_s
+        _fill_result(result, cfg, fit_result, ledger, wall_s, intensity)
+        write_result(run_dir, result)
+        if tracker is not None:
+            tracker.finish(result)
+        if cfg.verbose:
+            print_summary(result, run_dir)
+    return result
+
+
+def _fill_result(result: dict[str, Any], cfg: RunConfig, fit_result: Any, ledger: Any, wall_s: float,
+                 intensity: Any) -> None:
+    result["run"]["finished_at"] = now_iso()
+    result["time"]["wall_s"] = wall_s
+    if fit_result is not None:
+        st = fit_result.state
+        m = result["metrics"]
+        m.update({
+            "final_accuracy": fit_result.final_metrics.get("accuracy"),
+            "best_accuracy": st.best_accuracy if st.epoch else None,
+            "final_loss": fit_result.final_loss,
+            "final_eval_loss": fit_result.final_metrics.get("loss"),
+            "epochs": st.epoch, "steps": st.steps,
+            "reached_target": st.energy_to_target_j is not None,
+            "energy_to_target_j": st.energy_to_target_j,
+            "time_to_target_s": st.time_to_target_s,
+        })
+        if "tasks" in fit_result.final_metrics:
+            m["tasks"] = fit_result.final_metrics["tasks"]
+        result["time"].update({"train_s": st.train_s, "eval_s": st.eval_s})
+        result["history"] = [{k: v for k, v in row.items() if k != "epoch_components_j"} for row in st.history]
+    if ledger is not None and ledger.phases:
+        e = result["energy"]
+        e["train_j"], e["eval_j"] = ledger.phase_j("train"), ledger.phase_j("eval")
+        e["total_j"] = e["train_j"] + e["eval_j"]
+        e["components"] = ledger.components()
+        e["measured_fraction"] = ledger.measured_fraction()
+        if e["idle_baseline_w"] is not None:
+            idle_j = e["idle_baseline_w"] * ((result["time"]["train_s"] or 0) + (result["time"]["eval_s"] or 0))
+            e["above_idle_j"] = max(e["total_j"] - idle_j, 0.0)
+        upstream = result.get("upstream")
+        if upstream:
+            e["upstream_j"] = upstream.get("energy_j_amortized")
+            e["total_with_upstream_j"] = e["total_j"] + (e["upstream_j"] or 0.0)
+    try:
+        from powertrain import carbon
+        from powertrain.profiles import select_profile
+
+        hw_profile = None
+        if result.get("hardware"):
+            import torch
+
+            hw_profile = select_profile(cfg.hardware, torch.device(result["hardware"]["device"]))
+        result["carbon"] = carbon.account(cfg.carbon, intensity, hw_profile or cfg.hardware,
+                                          energy_j=result["energy"]["total_j"] or 0.0, wall_s=wall_s)
+        upstream = result.get("upstream")
+        if upstream and result["carbon"] is not None:
+            result["carbon"]["upstream_g"] = upstream.get("carbon_g_amortized")
+    except ConfigError:
+        result["carbon"] = None
+    except Exception as e:  # accounting must not lose the result file
+        result["carbon"] = {"error": f"{type(e).__name__}: {e}"}
+
+
+def print_summary(result: dict[str, Any], run_dir: Path) -> None:
+    m, e, c, t = result["metrics"], result["energy"], result.get("carbon") or {}, result["time"]
+    acc = f"{m['final_accuracy'] * 100:.2f}%" if m["final_accuracy"] is not None else "n/a"
+    lines = [f"status: {result['status']}" + (f" ({result['error']})" if result["error"] else "")]
+    lines.append(f"accuracy: {acc} (best {m['best_accuracy'] * 100:.2f}%)" if m["best_accuracy"] is not None
+                 else f"accuracy: {acc}")
+    if e["total_j"] is not None:
+        share = e["measured_fraction"]
+        share_txt = f"{share * 100:.0f}% measured" if share is not None else "nothing metered"
+        lines.append(f"energy: {e['total_j']:.1f} J = {e['total_j'] / 3600:.4f} Wh ({share_txt}; "
+                     f"train {e['train_j']:.1f} J, eval {e['eval_j']:.1f} J)")
+    if m["energy_to_target_j"] is not None:
+        lines.append(f"energy to target {m['target_accuracy']}: {m['energy_to_target_j']:.1f} J")
+    if c.get("total_g") is not None:
+        lines.append(f"carbon: {c['total_g']:.4f} gCO2e ({c['region']}, {c['intensity_g_per_kwh']:.0f} g/kWh, "
+                     f"operational {c['operational_g']:.4f} g + embodied {c['embodied_g']:.4f} g)")
+    lines.append(f"time: {t['wall_s']:.1f} s wall")
+    lines.append(f"result: {run_dir / 'result.json'}")
+    print("\n".join(lines), flush=True)
+
+
+__all__ = ["run", "exit_code", "StopRequest", "save_checkpoint", "load_checkpoint"]

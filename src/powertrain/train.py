@@ -1,0 +1,216 @@
+"""The training loop: plain PyTorch, no Hydra, no trackers.
+
+``fit`` trains a ``Task`` epoch by epoch inside energy windows ("train", then "eval") and stops on the
+first of: max_epochs, target accuracy reached, energy or time budget spent, a non-finite loss, or a stop
+request (preemption). It returns a ``FitResult``; the caller turns that into result.json.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Optional, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from powertrain.data import DataSplits, DeviceBatches
+from powertrain.energy.base import EnergyMeter, Ledger
+
+
+class Task(Protocol):
+    """What the loop trains: batches, a loss, and an evaluation. Paradigms provide their own."""
+
+    def batches(self, epoch: int) -> Iterable[Any]: ...
+
+    def loss(self, model: nn.Module, batch: Any) -> torch.Tensor: ...
+
+    def evaluate(self, model: nn.Module) -> dict[str, Any]:
+        """At least ``accuracy`` and ``loss``; may add e.g. ``tasks`` (per-task metrics)."""
+        ...
+
+    def reached(self, metrics: dict[str, Any], target: Optional[float]) -> bool: ...
+
+
+class ClassificationTask:
+    """Single-dataset classification on device-resident tensors."""
+
+    def __init__(self, data: DataSplits, batch_size: int, eval_batch_size: int, seed: int,
+                 autocast: Callable[[], Any] = contextlib.nullcontext):
+        self.data = data
+        self.train = DeviceBatches(data.x_train, data.y_train, batch_size, seed)
+        self.eval_batch_size = eval_batch_size
+        self.autocast = autocast
+
+    def batches(self, epoch: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        return self.train.epoch(epoch)
+
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y = batch
+        with self.autocast():
+            return F.cross_entropy(model(x), y)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> dict[str, Any]:
+        return evaluate_split(model, self.data.x_test, self.data.y_test, self.eval_batch_size, self.autocast)
+
+    def reached(self, metrics: dict[str, Any], target: Optional[float]) -> bool:
+        return target is not None and metrics["accuracy"] >= target
+
+
+@torch.no_grad()
+def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                   autocast: Callable[[], Any] = contextlib.nullcontext,
+                   head: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> dict[str, float]:
+    """Accuracy and mean cross-entropy of ``model`` on (x, y), with one host sync at the end."""
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    loss_sum = torch.zeros((), device=x.device)
+    for i in range(0, x.shape[0], batch_size):
+        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+        with autocast():
+            out = model(xb) if head is None else head(xb)
+        loss_sum += F.cross_entropy(out.float(), yb, reduction="sum")
+        correct += (out.argmax(1) == yb).sum()
+    model.train(was_training)
+    n = max(int(x.shape[0]), 1)
+    return {"accuracy": correct.item() / n, "loss": loss_sum.item() / n}
+
+
+@dataclass
+class FitState:
+    """Everything that survives a preemption besides model/optimizer weights."""
+
+    epoch: int = 0  # epochs completed
+    steps: int = 0
+    best_accuracy: float = 0.0
+    energy_to_target_j: Optional[float] = None
+    time_to_target_s: Optional[float] = None
+    train_s: float = 0.0
+    eval_s: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class FitResult:
+    status: str  # completed | target_reached | diverged | budget_exhausted | preempted
+    state: FitState
+    final_metrics: dict[str, Any]
+    final_loss: Optional[float]
+    reason: str = ""
+
+
+def fit(
+    model: nn.Module,
+    task: Task,
+    optimizer: torch.optim.Optimizer,
+    meter: EnergyMeter,
+    ledger: Ledger,
+    *,
+    max_epochs: int,
+    scheduler: Optional[Any] = None,
+    target_accuracy: Optional[float] = None,
+    energy_budget_j: Optional[float] = None,
+    time_budget_s: Optional[float] = None,
+    state: Optional[FitState] = None,
+    scaler: Optional[Any] = None,
+    stop_requested: Callable[[], bool] = lambda: False,
+    on_epoch: Callable[[dict[str, Any]], None] = lambda row: None,
+    clock_offset_s: float = 0.0,
+) -> FitResult:
+    """Train until a stop condition; every joule goes into ``ledger`` under "train" or "eval".
+
+    ``state`` continues a resumed run; ``clock_offset_s`` is the wall time of earlier attempts (for the
+    time budget and time-to-target).
+    """
+    st = state or FitState()
+    t_start = time.perf_counter() - clock_offset_s
+    metrics: dict[str, Any] = st.history[-1] if st.history else {}
+    last_loss: Optional[float] = metrics.get("train_loss")
+    model.train()
+    while st.epoch < max_epochs:
+        epoch = st.epoch
+        meter.begin_window("train")
+        loss_sum = torch.zeros((), device=_device_of(model))
+        n_batches, preempted = 0, False
+        for batch in task.batches(epoch):
+            optimizer.zero_grad(set_to_none=True)
+            loss = task.loss(model, batch)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            # summed on the device: no host sync per step
+            loss_sum += loss.detach().float()
+            n_batches += 1
+            if stop_requested():
+                preempted = True
+                break
+        m_train = meter.end_window("train")  # syncs, so this is also where a queued step finishes
+        ledger.add("train", m_train)
+        st.steps += n_batches
+        st.train_s += m_train.time_s
+        last_loss = loss_sum.item() / max(n_batches, 1)
+        if preempted:
+            return FitResult("preempted", st, metrics, last_loss, "stop requested (signal)")
+        if not math.isfinite(last_loss):
+            return FitResult("diverged", st, metrics, last_loss, f"non-finite training loss in epoch {epoch + 1}")
+        if scheduler is not None:
+            scheduler.step()
+
+        meter.begin_window("eval")
+        metrics = dict(task.evaluate(model))
+        m_eval = meter.end_window("eval")
+        ledger.add("eval", m_eval)
+        st.eval_s += m_eval.time_s
+        st.epoch += 1
+        st.best_accuracy = max(st.best_accuracy, metrics["accuracy"])
+        energy_j = ledger.total_j()
+        wall_s = time.perf_counter() - t_start
+        row = {
+            "epoch": st.epoch, "steps": st.steps, "train_loss": last_loss, **metrics,
+            "epoch_train_j": m_train.total_j, "epoch_eval_j": m_eval.total_j,
+            "epoch_train_s": m_train.time_s, "epoch_eval_s": m_eval.time_s,
+            "energy_j": energy_j, "wall_s": wall_s,
+            "epoch_components_j": _per_component(m_train, m_eval),
+            "components_j": {c["name"]: c["energy_j"] for c in ledger.components()},  # cumulative
+            "lr": optimizer.param_groups[0]["lr"],
+        }
+        st.history.append(row)
+        ledger.epochs.append({k: row[k] for k in ("epoch", "energy_j", "wall_s", "components_j")})
+        on_epoch(row)
+
+        if task.reached(metrics, target_accuracy):
+            st.energy_to_target_j = energy_j
+            st.time_to_target_s = wall_s
+            return FitResult("target_reached", st, metrics, last_loss)
+        if energy_budget_j is not None and energy_j >= energy_budget_j:
+            return FitResult("budget_exhausted", st, metrics, last_loss,
+                             f"energy budget {energy_budget_j:g} J spent ({energy_j:.1f} J)")
+        if time_budget_s is not None and wall_s >= time_budget_s:
+            return FitResult("budget_exhausted", st, metrics, last_loss,
+                             f"time budget {time_budget_s:g} s spent ({wall_s:.1f} s)")
+        if stop_requested():
+            return FitResult("preempted", st, metrics, last_loss, "stop requested (signal)")
+    return FitResult("completed", st, metrics, last_loss)
+
+
+def _per_component(*ms: Any) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for m in ms:
+        for c in m.components:
+            out[c.name] = out.get(c.name, 0.0) + c.energy_j
+    return out
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
