@@ -1,0 +1,95 @@
+"""Datasets, held in memory as tensors, and the device-resident batch iterator.
+
+Every dataset is loaded by name through a small registry into ``DataSplits`` (float images N×C×H×W,
+normalised with the training split's per-channel statistics, and int64 labels). Everything here fits in
+memory, so batches are sliced from tensors on the training device instead of going through DataLoader
+worker processes (the airbench approach): no per-batch host→device copies, no worker start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import torch
+
+from powertrain.config import DatasetConfig
+
+
+@dataclass
+class DataSplits:
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.x_train.shape[1:]
+        return int(c), int(h), int(w)
+
+    def to(self, device: torch.device) -> "DataSplits":
+        return DataSplits(self.name, self.x_train.to(device), self.y_train.to(device),
+                          self.x_test.to(device), self.y_test.to(device), self.num_classes)
+
+
+Loader = Callable[[DatasetConfig], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]]
+DATASETS: dict[str, Loader] = {}
+
+
+def register_dataset(name: str) -> Callable[[Loader], Loader]:
+    """Register a loader returning raw (x_train, y_train, x_test, y_test, num_classes)."""
+
+    def deco(fn: Loader) -> Loader:
+        DATASETS[name] = fn
+        return fn
+
+    return deco
+
+
+def load_dataset(cfg: DatasetConfig) -> DataSplits:
+    """Load, limit and normalise a dataset on the CPU."""
+    from powertrain.data import sources  # noqa: F401  (registers the loaders)
+
+    x_tr, y_tr, x_te, y_te, k = DATASETS[cfg.name](cfg)
+    if cfg.limit_train:
+        x_tr, y_tr = x_tr[: cfg.limit_train], y_tr[: cfg.limit_train]
+    if cfg.limit_test:
+        x_te, y_te = x_te[: cfg.limit_test], y_te[: cfg.limit_test]
+    x_tr, x_te = x_tr.float(), x_te.float()
+    # per-channel statistics of the training split only, so nothing leaks from the test split
+    mean = x_tr.mean(dim=(0, 2, 3), keepdim=True)
+    std = x_tr.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    x_tr, x_te = (x_tr - mean) / std, (x_te - mean) / std
+    return DataSplits(cfg.name, x_tr.contiguous(), y_tr.long(), x_te.contiguous(), y_te.long(), k)
+
+
+class DeviceBatches:
+    """Shuffled mini-batches sliced from tensors that already live on the training device.
+
+    The permutation comes from a generator seeded with (seed, epoch), so the batch order of an epoch is
+    reproducible and a resumed run sees the same order as an uninterrupted one.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int, drop_last: bool = False):
+        self.x, self.y, self.batch_size, self.seed, self.drop_last = x, y, batch_size, seed, drop_last
+
+    def __len__(self) -> int:
+        n = self.x.shape[0]
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = self.x.shape[0]
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        perm = torch.randperm(n, generator=g).to(self.x.device, non_blocking=True)
+        for i in range(len(self)):
+            idx = perm[i * self.batch_size : (i + 1) * self.batch_size]
+            yield self.x[idx], self.y[idx]
+
+
+def describe(data: DataSplits) -> dict[str, Any]:
+    return {"name": data.name, "train_size": int(data.x_train.shape[0]),
+            "test_size": int(data.x_test.shape[0]), "input_shape": list(data.input_shape),
+            "num_classes": data.num_classes}
