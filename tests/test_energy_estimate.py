@@ -1,0 +1,88 @@
+"""Estimates: they respond to load, and their constants come from a named source or a labelled assumption."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from powertrain.energy.estimate import (
+    DEFAULT_CPU_TDP_W,
+    CpuEstimate,
+    DramEstimate,
+    GpuEstimate,
+    lookup_cpu_tdp,
+)
+from powertrain.energy.select import cpu_tdp
+
+
+def _window_j(source, work, seconds=0.3):
+    source.start()
+    before_j = source.read_j()
+    work(seconds)
+    return source.read_j() - before_j
+
+
+def _busy(seconds):
+    end = time.perf_counter() + seconds
+    x = 0
+    while time.perf_counter() < end:
+        x += 1
+
+
+def test_busy_cpu_window_costs_more_than_a_sleeping_one():
+    src = CpuEstimate(tdp_w=100.0, idle_share=0.3, logical_cpus=2)
+    sleep_j = _window_j(src, threading.Event().wait)
+    busy_j = _window_j(src, _busy)
+    # sleeping: idle share only (30 W × 0.3 s); one busy core of two: 30 + 70 × 0.5 = 65 W
+    assert sleep_j == pytest.approx(30.0 * 0.3, rel=0.2)
+    assert busy_j > 1.5 * sleep_j
+    assert busy_j <= 100.0 * 0.3 * 1.1  # never above TDP
+
+
+def test_dram_estimate_follows_resident_memory():
+    src = DramEstimate(w_per_gb=10.0)
+    small_j = _window_j(src, threading.Event().wait, 0.1)
+    block = bytearray(300 * 1024 * 1024)  # touched pages: resident
+    block[::4096] = b"\1" * len(block[::4096])
+    big_j = _window_j(src, threading.Event().wait, 0.1)
+    del block
+    # 300 MB more resident at 10 W/GB is +3 W, i.e. +0.3 J over 0.1 s
+    assert big_j - small_j == pytest.approx(0.3, rel=0.35)
+
+
+def test_gpu_estimate_without_utilisation_bills_full_tdp():
+    src = GpuEstimate(tdp_w=250.0, util_fn=None)
+    energy_j = _window_j(src, threading.Event().wait, 0.1)
+    assert energy_j == pytest.approx(25.0, rel=0.2)
+    assert src.extra()["constant_tdp"] is True
+
+
+def test_gpu_estimate_uses_utilisation_until_it_fails():
+    util = {"value": 0.0}
+
+    def read_util():
+        if util["value"] is None:
+            raise RuntimeError("driver gone")
+        return util["value"]
+
+    src = GpuEstimate(tdp_w=200.0, idle_share=0.1, util_fn=read_util)
+    assert _window_j(src, threading.Event().wait, 0.1) == pytest.approx(2.0, rel=0.2)  # 20 W idle
+    util["value"] = None
+    assert _window_j(src, threading.Event().wait, 0.1) == pytest.approx(20.0, rel=0.2)  # full TDP
+    assert "driver gone" in src.extra()["utilization_unreadable"]
+
+
+def test_tdp_table_matches_a_known_xeon():
+    tdp_w, entry = lookup_cpu_tdp("Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz")
+    assert tdp_w == 150.0 and entry == "intel xeon gold 6248"
+    assert lookup_cpu_tdp("Intel(R) Xeon(R) Gold 6248R CPU @ 3.00GHz")[0] == 205.0  # not the 6248
+
+
+def test_unknown_cpu_falls_back_to_a_labelled_assumption():
+    assert lookup_cpu_tdp("Intel(R) Xeon(R) Processor") == (None, None)  # this machine's CPU string
+    tdp_w, source = cpu_tdp(model="Intel(R) Xeon(R) Processor")
+    assert tdp_w == DEFAULT_CPU_TDP_W
+    assert source.startswith("assumption:") and "not in the CPU TDP table" in source
+    assert cpu_tdp(140.0, model="Intel(R) Xeon(R) Processor") == (140.0, "hardware profile")
