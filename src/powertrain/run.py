@@ -28,9 +28,8 @@ CHECKPOINT = "checkpoint.pt"
 class StopRequest:
     """Set by SIGTERM/SIGUSR2 (Slurm preemption or time limit): the loop checkpoints and stops.
 
-    Handlers chain to any handler installed before (e.g. submitit's requeue) after setting the flag is
-    not what we want — the previous handler may exit at once. Instead we only set the flag; the run ends
-    cleanly with status ``preempted`` and the launcher decides about requeueing.
+    The handler only sets a flag: the loop finishes the current step, checkpoints, and the run ends with
+    status ``preempted`` and its result.json, instead of dying mid-write.
     """
 
     def __init__(self) -> None:
@@ -237,7 +236,7 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
 
         def on_epoch(row: dict[str, Any]) -> None:
             if intensity is not None:
-                row["carbon_g"] = carbon.operational_g(row["energy_j"], intensity, cfg.carbon.pue)
+                row["carbon_g"] = row["energy_j"] / 3.6e6 * cfg.carbon.pue * intensity.g_per_kwh
             tracker.log_epoch(row)
             if cfg.verbose:
                 print(f"epoch {row['epoch']:>3}/{cfg.max_epochs}  loss {row['train_loss']:.4f}  "
