@@ -1,0 +1,248 @@
+"""Carbon accounting: grid intensity lookup, PUE, and the embodied share of the hardware.
+
+Everything here is offline: intensities come from tables packaged in ``powertrain/resources`` (see
+docs/carbon.md for their attribution), never from a live API or IP geolocation, because compute
+nodes are often offline and a silent guess of the region would make figures incomparable.
+
+The figures are *average* (attributional) grid intensities, not marginal ones; the result says so.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import functools
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Optional
+
+from powertrain.config import CarbonConfig, ConfigError, HardwareConfig
+
+J_PER_KWH = 3.6e6
+S_PER_YEAR = 365.25 * 24 * 3600
+
+# IEA's world average (≈475 gCO2/kWh, Global Energy & CO2 Status Report 2019); the figure most tools
+# (CodeCarbon, Green Algorithms) fall back to. Used only when the user opts in, and labelled.
+WORLD_AVERAGE_G_PER_KWH = 475.0
+WORLD_AVERAGE_SOURCE = (
+    "world average fallback (IEA ~475 g/kWh), labelled: not the grid this run used; "
+    "set carbon.region for a real figure"
+)
+OVERRIDE_SOURCE = "carbon.intensity_g_per_kwh override"
+TYPICAL_PUE = 1.56  # Uptime Institute Global Data Center Survey 2024, industry average annual PUE
+
+COUNTRY_TABLE = "grid_carbon_intensity_by_country.csv"
+CLOUD_TABLE = "cloud_region_carbon_intensity.csv"
+# The packaged cloud table (as compiled by CodeCarbon) misspells this GCP region; accept both.
+CLOUD_ALIASES = {"gcp:me-central1": "gcp:me-cenrtal1"}
+CLOUD_PROVIDERS = ("gcp", "aws", "azure")
+
+
+@dataclass(frozen=True)
+class Intensity:
+    """A resolved grid carbon intensity and where it came from."""
+
+    region: Optional[str]
+    g_per_kwh: float
+    source: str
+    kind: str  # "country_table" | "cloud_table" | "override" | "world_average_fallback"
+
+
+@dataclass(frozen=True)
+class _Row:
+    key: str
+    g_per_kwh: float
+    source: str
+
+
+def _open(name: str) -> Any:
+    return resources.files("powertrain.resources").joinpath(name).open(encoding="utf-8", newline="")
+
+
+@functools.lru_cache(maxsize=1)
+def table() -> dict[str, _Row]:
+    """Every known region key (``DEU``, ``gcp:europe-west4``) mapped to its intensity and source."""
+    rows: dict[str, _Row] = {}
+    with _open(COUNTRY_TABLE) as f:
+        for r in csv.DictReader(f):
+            iso3 = r["iso3"].strip().upper()
+            rows[iso3] = _Row(
+                iso3,
+                float(r["carbon_intensity_g_per_kwh"]),
+                f"{r['country']} ({iso3}) {r['year']} annual average, life-cycle, production-based: "
+                f"Our World in Data (Ember, Energy Institute), CC BY 4.0, via CodeCarbon's table "
+                f"[{COUNTRY_TABLE}]",
+            )
+    with _open(CLOUD_TABLE) as f:
+        for r in csv.DictReader(f):
+            key = f"{r['provider'].strip().lower()}:{r['region'].strip().lower()}"
+            where = ", ".join(x for x in (r["city"], r["country_name"]) if x)
+            rows[key] = _Row(
+                key,
+                float(r["impact"]),
+                f"{r['providerName']} {r['region']} ({where}): provider-published figure via "
+                f"CodeCarbon's table [{CLOUD_TABLE}], {r['source']}",
+            )
+    return rows
+
+
+def _normalise(region: str) -> str:
+    region = str(region).strip()
+    if ":" in region:
+        provider, _, name = region.partition(":")
+        key = f"{provider.strip().lower()}:{name.strip().lower()}"
+        return CLOUD_ALIASES.get(key, key)
+    return region.upper()
+
+
+def _lookup(region: str) -> Optional[_Row]:
+    rows = table()
+    key = _normalise(region)
+    if key in rows:
+        return rows[key]
+    # a country's English name is accepted too ("Germany"), since it is unambiguous in the table
+    by_name = {r.source.split(" (")[0].lower(): r for k, r in rows.items() if ":" not in k}
+    return by_name.get(str(region).strip().lower())
+
+
+def region_problem(region: Any) -> Optional[str]:
+    """None if ``region`` is in the packaged tables, else the one-line text of what is allowed."""
+    if _lookup(str(region)) is not None:
+        return None
+    key = _normalise(str(region))
+    keys = list(table())
+    pool = [k for k in keys if ":" in k] if ":" in key else [k for k in keys if ":" not in k]
+    provider = key.partition(":")[0] if ":" in key else None
+    text = "an ISO 3166 alpha-3 country code (e.g. DEU) or a cloud region in the packaged table"
+    if provider and provider not in {k.partition(":")[0] for k in pool}:
+        # the packaged cloud table holds GCP only; another provider's regions are no equivalent
+        known = ", ".join(sorted({k.partition(":")[0] for k in pool}))
+        return text + (
+            f" (it has no {provider} regions, only {known}: use the country the region is in, "
+            "e.g. USA, or set carbon.intensity_g_per_kwh)"
+        )
+    close = difflib.get_close_matches(key, pool, n=4, cutoff=0.6)
+    if close:
+        text += "; close matches: " + ", ".join(close)
+    return text
+
+
+def resolve(cfg: CarbonConfig) -> Optional[Intensity]:
+    """The grid intensity a run is accounted at. Call before any data is loaded.
+
+    Returns:
+        None when no region, no override and no opted-in fallback are configured (see ``hint``).
+
+    Raises:
+        ConfigError: ``carbon.region`` is not in the packaged tables; the message lists close matches.
+    """
+    row = None
+    if cfg.region is not None:
+        problem = region_problem(cfg.region)
+        if problem is not None:
+            raise ConfigError("carbon.region", cfg.region, problem)
+        row = _lookup(cfg.region)
+    if cfg.intensity_g_per_kwh is not None:
+        region = row.key if row else None
+        return Intensity(region, float(cfg.intensity_g_per_kwh), OVERRIDE_SOURCE, "override")
+    if row is not None:
+        kind = "cloud_table" if ":" in row.key else "country_table"
+        return Intensity(row.key, row.g_per_kwh, row.source, kind)
+    if cfg.world_average_fallback:
+        return Intensity(
+            "world_average", WORLD_AVERAGE_G_PER_KWH, WORLD_AVERAGE_SOURCE, "world_average_fallback"
+        )
+    return None
+
+
+def hint() -> str:
+    """One line for the user when no region is configured."""
+    return (
+        "carbon: no region set, so carbon figures are null; set carbon.region=DEU (ISO 3166 alpha-3) "
+        "or e.g. gcp:europe-west4, or carbon.intensity_g_per_kwh=<g/kWh>, "
+        "or opt into carbon.world_average_fallback=true"
+    )
+
+
+def embodied_g(hardware: HardwareConfig, wall_s: float, devices: int = 1) -> Optional[float]:
+    """Embodied emissions charged to a run: device count × embodied × run time / (lifetime × utilisation).
+
+    Returns None when the profile lacks any of the three life-cycle figures.
+    """
+    if None in (hardware.embodied_kgco2e, hardware.lifetime_years, hardware.utilization):
+        return None
+    busy_s = hardware.lifetime_years * S_PER_YEAR * hardware.utilization
+    return devices * hardware.embodied_kgco2e * 1000.0 * wall_s / busy_s
+
+
+def account(
+    cfg: CarbonConfig,
+    intensity: Optional[Intensity],
+    hardware: HardwareConfig,
+    energy_j: float,
+    wall_s: float,
+    devices: int = 1,
+) -> dict[str, Any]:
+    """The ``carbon`` section of result.json.
+
+    Embodied emissions do not depend on the grid, so they are computed even without a region;
+    ``total_g`` is only given when both parts are known (a partial sum labelled "total" would make
+    runs on different hardware or regions look comparable when they are not).
+
+    Args:
+        cfg: the carbon config (for the PUE).
+        intensity: from ``resolve``; None when no region is configured.
+        hardware: the hardware profile in use (from ``profiles.select_profile``).
+        energy_j: the energy billed to the run (IT energy, before PUE), in joules.
+        wall_s: the run's wall-clock time, over which the hardware is occupied.
+        devices: how many devices of the profile the run used (e.g. GPUs).
+    """
+    energy_kwh = energy_j / J_PER_KWH
+    operational = None if intensity is None else energy_kwh * cfg.pue * intensity.g_per_kwh
+    embodied = embodied_g(hardware, wall_s, devices)
+    total = None if operational is None or embodied is None else operational + embodied
+
+    assumptions = [f"hardware profile {hardware.name}: {a}" for a in hardware.assumptions]
+    notes = [
+        "grid intensities are annual averages (attributional), not marginal emissions",
+        "embodied covers the accelerator(s) of the hardware profile only, not the host server",
+    ]
+    if cfg.pue == 1.0:
+        assumptions.append(
+            f"carbon.pue=1.0 counts no facility overhead; a typical data centre is ~{TYPICAL_PUE} "
+            "(Uptime Institute 2024 average)"
+        )
+    if intensity is None:
+        notes.append(hint())
+    elif intensity.kind == "world_average_fallback":
+        notes.append("operational carbon uses the labelled world-average fallback, not a real grid")
+    if embodied is None:
+        notes.append(
+            f"hardware profile {hardware.name} lacks embodied_kgco2e, lifetime_years or utilization: "
+            "embodied_g and total_g are null"
+        )
+
+    return {
+        "region": None if intensity is None else intensity.region,
+        "intensity_g_per_kwh": None if intensity is None else intensity.g_per_kwh,
+        "intensity_source": None if intensity is None else intensity.source,
+        "intensity_kind": None if intensity is None else intensity.kind,
+        "pue": cfg.pue,
+        "energy_kwh": energy_kwh,
+        "facility_energy_kwh": energy_kwh * cfg.pue,
+        "operational_g": operational,
+        "embodied_g": embodied,
+        "total_g": total,
+        "embodied": {
+            "profile": hardware.name,
+            "devices": devices,
+            "embodied_kgco2e_per_device": hardware.embodied_kgco2e,
+            "lifetime_years": hardware.lifetime_years,
+            "utilization": hardware.utilization,
+            "run_s": wall_s,
+            "sources": dict(hardware.sources),
+        },
+        "estimate": "average",
+        "assumptions": assumptions,
+        "notes": notes,
+    }
