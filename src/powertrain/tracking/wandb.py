@@ -1,0 +1,130 @@
+"""Weights & Biases tracker: one W&B run per powertrain run, offline unless asked otherwise.
+
+wandb is imported inside ``start`` so that ``tracking=none`` never pays for it. Every wandb call may
+raise; ``build_tracker`` wraps this class in ``SafeTracker`` so an error becomes one warning.
+Offline runs are uploaded later with ``wandb sync <dir>/wandb/offline-run-*`` (docs/carbon.md).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Optional
+
+from powertrain.tracking import Tracker
+
+# result.json keys (dotted) copied into the W&B summary, named with "/" so the UI groups them
+SUMMARY_KEYS = (
+    "status",
+    "energy.total_j",
+    "energy.train_j",
+    "energy.eval_j",
+    "energy.measured_fraction",
+    "carbon.operational_g",
+    "carbon.embodied_g",
+    "carbon.total_g",
+    "carbon.intensity_g_per_kwh",
+    "carbon.region",
+    "carbon.pue",
+    "metrics.final_accuracy",
+    "metrics.best_accuracy",
+    "metrics.final_loss",
+    "metrics.epochs",
+    "metrics.reached_target",
+    "metrics.energy_to_target_j",
+    "time.wall_s",
+)
+OK_STATUSES = ("completed", "target_reached", "budget_exhausted")
+
+
+def _dig(d: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(d, dict) or part not in d:
+            return None
+        d = d[part]
+    return d
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "/"))
+        elif isinstance(v, bool) or isinstance(v, (int, float)) and math.isfinite(v):
+            out[key] = v
+        elif isinstance(v, float):  # nan / inf: W&B charts break on them, keep them as text
+            out[key] = str(v)
+        elif isinstance(v, str):
+            out[key] = v
+    return out
+
+
+def wandb_mode(cfg_mode: str) -> str:
+    """The mode a run uses: ``$WANDB_MODE`` wins over ``tracking.mode`` (cluster admins set it)."""
+    return os.environ.get("WANDB_MODE") or cfg_mode
+
+
+class WandbTracker(Tracker):
+    """Sends per-epoch history and the result's headline figures to one W&B run."""
+
+    def __init__(self, cfg: Any):
+        self.cfg = cfg
+        self.run: Optional[Any] = None
+
+    def start(self, run_info: dict[str, Any], config: dict[str, Any], overrides: list[str]) -> None:
+        """Open the W&B run (offline by default; init is bounded by ``tracking.init_timeout_s``)."""
+        import wandb
+
+        cfg = self.cfg
+        run_dir = cfg.dir or run_info.get("dir") or "."
+        os.makedirs(run_dir, exist_ok=True)
+        group = cfg.group or run_info.get("sweep_id")
+        # wandb keeps its own log records (e.g. the traceback of a failed init) in the run's
+        # debug.log and does not propagate them, so the user sees one warning from SafeTracker
+        self.run = self._init(wandb, run_info, config, overrides, run_dir, group)
+        # charts plot against the epoch, not W&B's internal step counter
+        self.run.define_metric("epoch")
+        self.run.define_metric("*", step_metric="epoch")
+
+    def _init(
+        self,
+        wandb: Any,
+        run_info: dict[str, Any],
+        config: dict[str, Any],
+        overrides: list[str],
+        run_dir: str,
+        group: Any,
+    ) -> Any:
+        cfg = self.cfg
+        return wandb.init(
+            project=cfg.project,
+            entity=cfg.entity,
+            group=str(group) if group is not None else None,
+            job_type=cfg.job_type,
+            tags=list(cfg.tags) or None,
+            name=run_info.get("name") or run_info.get("id"),
+            dir=run_dir,
+            mode=wandb_mode(cfg.mode),
+            config={**config, "overrides": list(overrides), "powertrain_run_id": run_info.get("id")},
+            # a new run per call, also when an in-process multirun left one open; finish() below
+            # closes exactly this run
+            reinit="create_new",
+            settings=wandb.Settings(init_timeout=float(cfg.init_timeout_s), console="off", silent=True),
+        )
+
+    def log_epoch(self, row: dict[str, Any]) -> None:
+        """Log one epoch (nested dicts become ``a/b`` keys; None values are skipped)."""
+        if self.run is not None:
+            self.run.log(_flatten(row))
+
+    def finish(self, result: dict[str, Any]) -> None:
+        """Write the headline figures to the summary and close the run (always closes it)."""
+        if self.run is None:
+            return
+        run, self.run = self.run, None
+        try:
+            summary = {k.replace(".", "/"): _dig(result, k) for k in SUMMARY_KEYS}
+            run.summary.update({k: v for k, v in summary.items() if v is not None})
+        finally:
+            run.finish(exit_code=0 if result.get("status") in OK_STATUSES else 1)
