@@ -91,6 +91,35 @@ def _rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+class _RssReader:
+    """Resident memory of this process, read from a kept-open /proc/self/statm.
+
+    procfs regenerates the file on every read at offset 0, so one ``pread`` per call (about 3 µs)
+    replaces an open/read/close (about 20 µs) at every window edge. The fd is bound to this process.
+    """
+
+    def __init__(self) -> None:
+        self._fd: Optional[int] = None
+        self._page_bytes = os.sysconf("SC_PAGE_SIZE")
+        try:
+            self._fd = os.open("/proc/self/statm", os.O_RDONLY)
+        except OSError:
+            pass
+
+    def __call__(self) -> int:
+        if self._fd is not None:
+            try:
+                return int(os.pread(self._fd, 128, 0).split()[1]) * self._page_bytes
+            except (OSError, ValueError, IndexError):
+                self.close()
+        return _rss_bytes()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+
 class _IntegratingEstimate(Source):
     """Integrates a modelled power between reads."""
 
@@ -171,15 +200,23 @@ class DramEstimate(_IntegratingEstimate):
     def __init__(self, w_per_gb: float = 0.375, name: str = "dram:0", reason: Optional[str] = None):
         super().__init__()
         self.name, self.reason, self.w_per_gb = name, reason, w_per_gb
+        self._rss: Optional[_RssReader] = None
 
     def _state(self) -> int:
-        return _rss_bytes()
+        if self._rss is None:
+            self._rss = _RssReader()
+        return self._rss()
 
     def _power_w(self, before: int, after: int, dt: float) -> float:
         return self.w_per_gb * (before + after) / 2 / 1e9
 
     def extra(self) -> dict[str, Any]:
         return {"w_per_gb": self.w_per_gb}
+
+    def stop(self) -> None:
+        if self._rss is not None:
+            self._rss.close()
+            self._rss = None
 
 
 class GpuEstimate(_IntegratingEstimate):
