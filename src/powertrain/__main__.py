@@ -29,7 +29,7 @@ def task(dcfg: Any) -> Any:
     from omegaconf import OmegaConf
 
     from powertrain.config import validate
-    from powertrain.results import exit_code, now_iso, write_result, SCHEMA
+    from powertrain.results import SCHEMA, exit_code, now_iso, write_result
     from powertrain.run import run
 
     hc = HydraConfig.get()
@@ -70,8 +70,10 @@ def task(dcfg: Any) -> Any:
 def main() -> None:
     """Console entry point."""
     from powertrain.overrides import check_overrides
+    from powertrain.resume import resume_argv
 
     try:
+        sys.argv[1:] = resume_argv(sys.argv[1:])  # resume=<run_dir> -> that run's overrides + its dir
         check_overrides(sys.argv[1:])
     except ConfigError as e:
         _fail(e)

@@ -9,7 +9,7 @@ from typing import Any
 from powertrain.energy.estimate import cpu_model
 
 
-def resolve_device(device: str) -> "Any":
+def resolve_device(device: str) -> Any:
     """``auto`` → CUDA if present, else CPU. Returns a ``torch.device``."""
     import torch
 

@@ -9,7 +9,8 @@ a one-line ``ConfigError``.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from powertrain.config import GROUPS, ConfigError, RunConfig, check_value
 
@@ -57,8 +58,13 @@ def check_overrides(argv: list[str]) -> None:
         raise ConfigError("overrides", " ".join(args), str(e).splitlines()[0]) from None
     schema = OmegaConf.structured(RunConfig)
     known = None
+    # an extra search path may hold more group options than conf/ does: leave those to Hydra
+    searchpath = any(ov.key_or_group.startswith("hydra.searchpath") for ov in parsed)
     for ov in parsed:
         key = ov.key_or_group
+        if key in GROUPS and ov.package is None and not searchpath and not ov.is_delete():
+            _check_group_option(key, ov)
+            continue
         if ov.package is not None or key.startswith("hydra") or ov.is_delete() or ov.is_add() \
                 or ov.is_force_add() or key in GROUPS or key == "experiment":
             continue
@@ -75,6 +81,18 @@ def check_overrides(argv: list[str]) -> None:
             except OmegaConfBaseException:
                 raise ConfigError(key, value, f"a value of type {_type_name(schema, key)}") from None
             check_value(key, OmegaConf.select(probe, key))
+
+
+def _check_group_option(group: str, override: Any) -> None:
+    """Hydra reports an unknown group option in many lines with exit 1; make it one line (exit 2)."""
+    from powertrain.config import _one_of
+    from powertrain.paths import conf_dir
+
+    options = tuple(sorted(p.stem for p in (conf_dir() / group).glob("*.yaml")))
+    for value in _values(override):
+        msg = _one_of(options)(value)
+        if msg is not None:
+            raise ConfigError(group, value, msg)
 
 
 def _type_name(schema: Any, key: str) -> str:

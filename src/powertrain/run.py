@@ -28,14 +28,18 @@ CHECKPOINT = "checkpoint.pt"
 class StopRequest:
     """Set by SIGTERM/SIGUSR2 (Slurm preemption or time limit): the loop checkpoints and stops.
 
-    The handler only sets a flag: the loop finishes the current step, checkpoints, and the run ends with
-    status ``preempted`` and its result.json, instead of dying mid-write.
+    A handler installed before ours (e.g. submitit's, which requeues the job and exits at once) is not
+    called from the signal: the run would die without a checkpoint. It is deferred: ``chain()`` calls it
+    once the checkpoint and result.json are written, so under submitit a SIGUSR2 still requeues the job,
+    and the requeued job resumes in the same Hydra job directory. Without such a handler (a plain CLI
+    run, SIG_DFL) the run just ends with status ``preempted`` and exit code 1.
     """
 
     def __init__(self) -> None:
         self.flag = False
         self.signum: Optional[int] = None
         self._previous: dict[int, Any] = {}
+        self._deferred: Any = None
 
     def __call__(self) -> bool:
         return self.flag
@@ -52,7 +56,15 @@ class StopRequest:
     def uninstall(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        if self.signum is not None and callable(self._previous.get(self.signum)):
+            self._deferred = self._previous[self.signum]
         self._previous.clear()
+
+    def chain(self) -> None:
+        """Call the deferred earlier handler of the received signal (may requeue and exit)."""
+        handler, self._deferred = self._deferred, None
+        if handler is not None and self.signum is not None:
+            handler(self.signum, None)
 
 
 def _autocast_factory(precision: str, device: Any) -> Any:
@@ -135,9 +147,27 @@ def _resumable_checkpoint(path: Path, config: dict[str, Any]) -> Optional[dict[s
     if ck.get("status") != "preempted":
         return None
     if ck.get("config_json") != json.dumps(_comparable(config), sort_keys=True, default=str):
+        diff = _config_diff(json.loads(ck["config_json"]), json.loads(json.dumps(_comparable(config),
+                                                                                  default=str)))
         raise ConfigError("resume", str(path.parent),
-                          "a run directory whose checkpoint was made with the same config")
+                          f"the config of the preempted run there (differs in {diff}); pass the same "
+                          "overrides to resume it, or choose another run directory")
     return ck
+
+
+def _config_diff(old: Any, new: Any, prefix: str = "") -> str:
+    """The first few dotted keys that differ between two config dicts, as ``key: old -> new``."""
+    out: list[str] = []
+
+    def walk(a: Any, b: Any, key: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                walk(a.get(k), b.get(k), f"{key}.{k}" if key else k)
+        elif a != b:
+            out.append(f"{key}: {a!r} -> {b!r}")
+
+    walk(old, new, prefix)
+    return ", ".join(out[:3]) + (" ..." if len(out) > 3 else "")
 
 
 def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
@@ -168,6 +198,7 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
     fit_result = None
     prior_wall_s = 0.0
     intensity = None
+    keep_previous_result = False
     try:
         from powertrain import carbon
 
@@ -182,8 +213,8 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
         from powertrain.optim import build_optimizer, build_scheduler
         from powertrain.paradigms import build_setup
         from powertrain.profiles import select_profile
-        from powertrain.train import FitState, fit
         from powertrain.tracking import build_tracker
+        from powertrain.train import FitState, fit
 
         device = hw.resolve_device(cfg.hardware.device)
         profile = select_profile(cfg.hardware, device)
@@ -220,15 +251,19 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
                       f"{ledger.total_j():.1f} J so far)", flush=True)
 
         sync = torch.cuda.synchronize if device.type == "cuda" else None
-        meter = build_meter(cfg.energy, device.type, cpu_tdp_w=profile.tdp_w if profile.kind == "cpu" else None,
-                            sync=sync)
+        on_gpu = device.type == "cuda"
+        meter = build_meter(cfg.energy, device.type, cpu_tdp_w=None if on_gpu else profile.tdp_w,
+                            gpu_tdp_w=profile.tdp_w if on_gpu else None, sync=sync)
         meter.start()
         if cfg.verbose:
             print(f"energy: {meter.describe()}", flush=True)
         if cfg.energy.idle_baseline_s > 0:
-            from powertrain.energy.idle import measure_idle_w
+            from powertrain.energy.idle import mean_power_w, measure_idle
 
-            result["energy"]["idle_baseline_w"] = measure_idle_w(meter, cfg.energy.idle_baseline_s)
+            # billed to its own phase: idle energy is not training energy, but it is not hidden either
+            idle = measure_idle(meter, cfg.energy.idle_baseline_s)
+            ledger.add("idle", idle)
+            result["energy"]["idle_baseline_w"] = mean_power_w(idle)
 
         tracker = build_tracker(cfg.tracking)
         tracker.start({"id": result["run"]["id"], "dir": str(run_dir), "sweep_id": sweep_id,
@@ -264,6 +299,8 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
         result["upstream"] = setup.upstream
     except ConfigError as e:
         result["error"] = str(e)
+        # a refused resume leaves the preempted run's result.json (and checkpoint) as they were
+        keep_previous_result = e.key == "resume"
         raise
     except KeyboardInterrupt:
         result["error"] = "interrupted (KeyboardInterrupt)"
@@ -278,11 +315,13 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
             meter.close()
         wall_s = time.perf_counter() - t0 + prior_wall_s
         _fill_result(result, cfg, fit_result, ledger, wall_s, intensity)
-        write_result(run_dir, result)
+        if not keep_previous_result:
+            write_result(run_dir, result)
         if tracker is not None:
             tracker.finish(result)
         if cfg.verbose:
             print_summary(result, run_dir)
+        stop.chain()  # after checkpoint + result.json: e.g. submitit's requeue-and-exit on SIGUSR2
     return result
 
 

@@ -8,8 +8,9 @@ worker processes (the airbench approach): no per-batch host→device copies, no 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -30,7 +31,7 @@ class DataSplits:
         c, h, w = self.x_train.shape[1:]
         return int(c), int(h), int(w)
 
-    def to(self, device: torch.device) -> "DataSplits":
+    def to(self, device: torch.device) -> DataSplits:
         return DataSplits(self.name, self.x_train.to(device), self.y_train.to(device),
                           self.x_test.to(device), self.y_test.to(device), self.num_classes)
 
