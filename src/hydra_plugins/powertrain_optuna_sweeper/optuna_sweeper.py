@@ -1,0 +1,144 @@
+"""The Hydra Sweeper: ask Optuna for a batch of trials, launch them, tell Optuna what result.json says.
+
+Each trial is one Hydra job (``<sweep>/<job>/``); its objective values are read from the job's
+result.json (the source of truth, also under the Slurm launcher where the return value travels by
+pickle). A job that failed, diverged, was preempted or left no result.json is told to Optuna as
+``TrialState.FAIL``: the search goes on. ``optuna_study.json`` at the sweep root maps trials to jobs;
+the sweep summary (``powertrain.report``) reads it for trial numbers, objectives and the Pareto front.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+class PowertrainOptunaSweeper(Sweeper):
+    """Optuna search over Hydra overrides; see ``powertrain.sweep.OptunaSweeperConf`` for the keys."""
+
+    def __init__(self, **conf: Any) -> None:
+        from powertrain.sweep import check_conf, objectives_and_directions
+
+        self.conf = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in conf.items()}
+        check_conf(self.conf)  # before anything is launched
+        self.objectives, self.directions = objectives_and_directions(self.conf["objective"],
+                                                                     self.conf["direction"])
+        self.params: dict[str, str] = {str(k): str(v) for k, v in (self.conf.get("params") or {}).items()}
+        self.config: Optional[DictConfig] = None
+        self.launcher: Any = None
+        self.job_idx = 0
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def sweep(self, arguments: list[str]) -> list[Any]:
+        import optuna
+
+        from powertrain.sweep import build_sampler, build_space, grid_size, storage_url, trial_overrides
+
+        assert self.config is not None and self.launcher is not None
+        fixed, space = build_space(self.params, arguments)
+        c = self.conf
+        sampler = build_sampler(c["sampler"], c.get("seed"), space, len(self.objectives))
+        n_trials = c["n_trials"]
+        if c["sampler"] == "grid":
+            n_trials = min(n_trials, grid_size(space))  # past its size the grid sampler only repeats
+        study = optuna.create_study(
+            study_name=c.get("study_name") or "powertrain", storage=storage_url(c.get("storage")),
+            sampler=sampler, directions=self.directions, load_if_exists=bool(c.get("load_if_exists", True)))
+        sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        distributions = {k: p.distribution for k, p in space.items()}
+        log.info("optuna: study %r, sampler %s, %d trial(s) in batches of %d, objective %s",
+                 study.study_name, c["sampler"], n_trials, c["n_jobs"],
+                 ", ".join(f"{o} ({d})" for o, d in zip(self.objectives, self.directions)))
+        records: list[dict[str, Any]] = []
+        all_returns: list[Any] = []
+        done = 0
+        while done < n_trials:
+            batch = min(c["n_jobs"], n_trials - done)
+            trials = [study.ask(distributions) for _ in range(batch)]
+            overrides = [trial_overrides(fixed, t.params) for t in trials]
+            returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+            for i, (trial, ret) in enumerate(zip(trials, returns)):
+                job_dir = _job_dir(ret, sweep_dir, self.job_idx + i)
+                records.append(self._tell(study, trial, ret, job_dir, sweep_dir))
+            self.job_idx += batch
+            done += batch
+            all_returns.append(returns)
+            self._write_study(study, records, sweep_dir)  # after every batch: a killed sweep keeps its map
+        return all_returns
+
+    def _tell(self, study: Any, trial: Any, ret: Any, job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
+        from optuna.trial import TrialState
+
+        from powertrain.report import OK_STATUSES, objective_value
+
+        try:
+            result = json.loads((job_dir / "result.json").read_text())
+        except (OSError, ValueError):
+            result = None
+        status = "missing" if result is None else result.get("status", "failed")
+        values = [objective_value(result, o) for o in self.objectives] if result else []
+        energy_j = objective_value(result, "energy") if result else None
+        job_dir = job_dir.resolve()
+        trial.set_user_attr("job", str(job_dir.relative_to(sweep_dir)) if job_dir.is_relative_to(sweep_dir)
+                            else str(job_dir))
+        trial.set_user_attr("status", status)
+        trial.set_user_attr("energy_j", energy_j)
+        ok = status in OK_STATUSES and values and all(v is not None for v in values)
+        if ok:
+            study.tell(trial, values)
+        else:
+            study.tell(trial, state=TrialState.FAIL)
+            log.warning("optuna: trial %d failed (%s): %s", trial.number, status, job_dir)
+        return {"number": trial.number, "job": trial.user_attrs["job"], "state": "COMPLETE" if ok else "FAIL",
+                "status": status, "values": values if ok else None, "params": trial.params,
+                "energy_j": energy_j}
+
+    def _write_study(self, study: Any, records: list[dict[str, Any]], sweep_dir: Path) -> None:
+        from optuna.trial import TrialState
+
+        from powertrain.results import write_json_atomic
+
+        all_trials = study.get_trials(deepcopy=False)
+        complete = [t for t in all_trials if t.state == TrialState.COMPLETE]
+        best: list[dict[str, Any]] = []
+        if complete:
+            bests = study.best_trials if len(self.directions) > 1 else [study.best_trial]
+            best = [{"number": t.number, "values": t.values, "params": t.params,
+                     "job": t.user_attrs.get("job")} for t in bests]
+        write_json_atomic(sweep_dir / "optuna_study.json", {
+            "study_name": study.study_name, "storage": storage_display(self.conf.get("storage")),
+            "sampler": self.conf["sampler"], "seed": self.conf.get("seed"),
+            "objectives": self.objectives, "directions": self.directions,
+            "n_trials_this_sweep": len(records), "n_trials_in_study": len(all_trials),
+            # the study may span several sweeps (storage + load_if_exists): its whole energy bill
+            "study_energy_j": sum(t.user_attrs.get("energy_j") or 0.0 for t in all_trials),
+            "best_trials": best, "trials": records,
+        })
+
+
+def storage_display(storage: Optional[str]) -> Optional[str]:
+    # a database URL may carry a password; a file path does not
+    return storage if storage and "@" not in storage else (None if not storage else "<database url>")
+
+
+def _job_dir(ret: Any, sweep_dir: Path, job_num: int) -> Path:
+    try:
+        return Path(str(ret.hydra_cfg.hydra.runtime.output_dir))
+    except Exception:  # no Hydra config came back (a lost job): the default subdir layout
+        return sweep_dir / str(job_num)

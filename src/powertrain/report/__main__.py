@@ -1,0 +1,42 @@
+"""``python -m powertrain.report <sweep_dir> [--objective accuracy,energy]``: re-aggregate a sweep.
+
+Reads every result.json under the sweep directory, rewrites sweep_summary.json/.csv there and prints the
+table. Useful after jobs were re-run, or for a sweep whose launcher ended before the summary was written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from powertrain.report import OBJECTIVES, format_table, report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry; returns the exit code (2 for a bad argument)."""
+    p = argparse.ArgumentParser(prog="python -m powertrain.report", description=__doc__.splitlines()[0])
+    p.add_argument("sweep_dir", type=Path, help="a multirun sweep directory (multirun/<date>/<time>)")
+    p.add_argument("--objective", default=None,
+                   help=f"comma-separated objectives for the Pareto front; of {', '.join(OBJECTIVES)}")
+    p.add_argument("--direction", default=None, help="comma-separated maximize|minimize, one per objective")
+    p.add_argument("--no-write", action="store_true", help="print only; leave the summary files alone")
+    args = p.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        print(f"powertrain.report: error: {args.sweep_dir} is not a directory", file=sys.stderr)
+        return 2
+    objectives = args.objective.split(",") if args.objective else None
+    directions = args.direction.split(",") if args.direction else None
+    bad = [o for o in objectives or [] if o not in OBJECTIVES]
+    if bad or (directions and (len(directions) != len(objectives or []) or
+                               any(d not in ("maximize", "minimize") for d in directions))):
+        print(f"powertrain.report: error: objectives must be of {', '.join(OBJECTIVES)} with one "
+              "direction (maximize|minimize) each", file=sys.stderr)
+        return 2
+    summary = report(args.sweep_dir, objectives, directions, write=not args.no_write)
+    print(format_table(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

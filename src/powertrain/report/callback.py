@@ -1,0 +1,38 @@
+"""Hydra callback: after a multirun, summarize the sweep directory and print the table.
+
+Registered in conf/config.yaml under ``hydra.callbacks``. ``on_multirun_end`` runs in the process that
+started the sweep, after every job has returned: in the same process for the basic launcher, in the
+submitting process for the submitit (Slurm) launcher, so result.json files written on compute nodes are
+read from the shared sweep directory.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+
+log = logging.getLogger("powertrain")
+
+
+class SweepSummary(Callback):
+    """Write sweep_summary.json/.csv at the sweep root and print the table when a multirun ends."""
+
+    def __init__(self, print_table: bool = True) -> None:
+        self.print_table = print_table
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        from powertrain.report import format_table, report
+
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        try:
+            summary = report(sweep_dir)
+        except Exception as e:  # the jobs' result files are the record; a summary bug must not hide them
+            log.warning("sweep summary failed (%s: %s); re-run: python -m powertrain.report %s",
+                        type(e).__name__, e, sweep_dir)
+            return
+        if self.print_table:
+            print(format_table(summary), flush=True)
+            print(f"summary: {sweep_dir / 'sweep_summary.json'}", flush=True)
