@@ -1,7 +1,7 @@
 """``resume=<run_dir>`` on the command line: continue a preempted run in its own directory.
 
-Rewritten before Hydra composes anything into the run's saved overrides (``<run_dir>/.hydra/
-overrides.yaml``) plus ``hydra.run.dir=<run_dir>``, so the new attempt composes the same config, finds
+Rewritten before Hydra composes anything into the run's overrides (``run.overrides`` of its
+result.json; ``.hydra/overrides.yaml`` if it died before writing one) plus ``hydra.run.dir=<run_dir>``, so the new attempt composes the same config, finds
 the preempted checkpoint there and continues it (``run.run`` does the resuming and carries the energy
 ledger of every attempt). Equivalent by hand: the same overrides plus ``hydra.run.dir=<run_dir>``.
 """
@@ -30,18 +30,24 @@ def resume_argv(argv: list[str]) -> list[str]:
         return [a for a in argv if not a.startswith(KEY)]
     run_dir = Path(raw).expanduser().resolve()
     saved = run_dir / ".hydra" / "overrides.yaml"
-    if not saved.exists():
-        raise ConfigError("resume", raw, "a powertrain run directory (one holding .hydra/overrides.yaml)")
     try:
-        status = json.loads((run_dir / "result.json").read_text()).get("status")
+        result = json.loads((run_dir / "result.json").read_text())
     except (OSError, ValueError):
-        status = None  # killed before result.json: the checkpoint decides (run.run checks the config)
+        result = None  # killed before result.json: the checkpoint decides (run.run checks the config)
+    status = result.get("status") if result else None
+    if result is None and not saved.exists():
+        raise ConfigError("resume", raw, "a powertrain run directory (one holding result.json or .hydra/)")
     if status not in (None, "preempted") or not (run_dir / "checkpoint.pt").exists():
-        raise ConfigError("resume", raw, f"a preempted run with a checkpoint (this one is {status or 'not'} "
-                          "resumable)")
-    import yaml  # comes with Hydra
+        why = f"its last attempt ended {status}" if status else "it has no checkpoint.pt"
+        raise ConfigError("resume", raw, f"a preempted run with a checkpoint ({why}; nothing to resume)")
+    if result is not None:
+        # the preempted attempt's own record: Hydra rewrites .hydra/overrides.yaml on every start, also
+        # for an attempt that was then refused because its overrides differed
+        saved_overrides = [str(o) for o in result.get("run", {}).get("overrides", [])]
+    else:
+        import yaml  # comes with Hydra
 
-    saved_overrides = [str(o) for o in yaml.safe_load(saved.read_text()) or []]
+        saved_overrides = [str(o) for o in yaml.safe_load(saved.read_text()) or []]
     extra = [a for a in argv if not a.startswith(KEY)]
     extra_keys = {a.split("=", 1)[0].lstrip("+~") for a in extra if "=" in a}
     kept = [o for o in saved_overrides if o.split("=", 1)[0].lstrip("+~") not in extra_keys]

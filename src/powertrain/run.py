@@ -319,7 +319,7 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
             write_result(run_dir, result)
         if tracker is not None:
             tracker.finish(result)
-        if cfg.verbose:
+        if cfg.verbose and not keep_previous_result:
             print_summary(result, run_dir)
         stop.chain()  # after checkpoint + result.json: e.g. submitit's requeue-and-exit on SIGUSR2
     return result
