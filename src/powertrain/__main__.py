@@ -71,12 +71,14 @@ def main() -> None:
     """Console entry point."""
     from powertrain.overrides import check_overrides
     from powertrain.resume import resume_argv
+    from powertrain.slurm_check import check_launcher_argv
     from powertrain.sweep import check_argv as check_sweep_argv
 
     try:
         sys.argv[1:] = resume_argv(sys.argv[1:])  # resume=<run_dir> -> that run's overrides + its dir
         check_overrides(sys.argv[1:])
         check_sweep_argv(sys.argv[1:])  # hydra/sweeper=optuna: sampler, keys, search space
+        check_launcher_argv(sys.argv[1:])  # hydra.launcher.<key>: a key the chosen launcher has
     except ConfigError as e:
         _fail(e)
 

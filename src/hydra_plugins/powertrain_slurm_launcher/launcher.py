@@ -1,0 +1,107 @@
+"""hydra-submitit-launcher's Slurm launcher, except that one dead array task does not sink the sweep.
+
+Upstream ``BaseSubmititLauncher.launch`` ends with ``[j.results()[0] for j in jobs]``: a task that was
+scancel'ed, OOM-killed, SIGKILLed, hit its time limit for good or lost its node raises there, the
+exception escapes Hydra's ``multirun`` before ``on_multirun_end`` is called, so no sweep summary is
+written and Hydra exits 1 with a submitit traceback, although every other task finished.
+
+Here such a task becomes what ``powertrain.__main__.task`` returns for a failed run in a multirun: a
+COMPLETED ``JobReturn`` whose value is ``{"status": "failed", "error": ...}`` (a FAILED JobReturn would be
+re-raised by Hydra's BasicSweeper when it reads ``return_value``). The job directory keeps no result.json,
+so the sweep summary lists it as ``missing``; if the task never started, its directory is created with
+``.hydra/overrides.yaml`` so the row is not lost. The sweep exits 0, as a local sweep with a failed run
+does; the warning names the Slurm state and the task's log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+from omegaconf import OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
+
+
+class PowertrainSlurmLauncher(SlurmLauncher):
+    """``SlurmLauncher`` whose ``launch`` turns a task that ended without a result into a failed row."""
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        # Upstream launch (hydra-submitit-launcher 1.2.0) up to the submission, unchanged; only the
+        # collection differs. A submission error (bad partition, too many CPUs) still raises from
+        # map_array, before any task exists.
+        import submitit
+
+        assert self.config is not None
+        assert len(job_overrides) > 0
+        init_keys = {"max_num_timeout", "submitit_folder"}
+        init_params = {"folder": self.params["submitit_folder"]}
+        if "max_num_timeout" in self.params:
+            init_params[f"{self._EXECUTOR}_max_num_timeout"] = self.params["max_num_timeout"]
+        executor = submitit.AutoExecutor(cluster=self._EXECUTOR, **init_params)
+        baseparams = set(OmegaConf.structured(BaseQueueConf).keys())
+        executor.update_parameters(**{k if k in baseparams else f"{self._EXECUTOR}_{k}": v
+                                      for k, v in self.params.items() if k not in init_keys})
+
+        log.info(f"Submitit '{self._EXECUTOR}' sweep output dir : {self.config.hydra.sweep.dir}")
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        if "mode" in self.config.hydra.sweep:
+            os.chmod(sweep_dir, mode=int(str(self.config.hydra.sweep.mode), 8))
+
+        job_params: list[Any] = []
+        for i, overrides in enumerate(job_overrides):
+            idx = initial_job_idx + i
+            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+            job_params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
+
+        jobs = executor.map_array(self, *zip(*job_params))
+        return [self._collect(job, list(overrides), initial_job_idx + i)
+                for i, (job, overrides) in enumerate(zip(jobs, job_overrides))]
+
+    def _collect(self, job: Any, overrides: list[str], idx: int) -> JobReturn:
+        try:
+            return job.results()[0]
+        except Exception as e:  # UncompletedJobError (no result file), FailedJobError (died before run_job)
+            from submitit.core.utils import UncompletedJobError
+
+            error = f"Slurm job {job.job_id} ended {getattr(job, 'state', 'UNKNOWN')} without a result"
+            if not isinstance(e, UncompletedJobError):  # a traceback from the task: its last line says why
+                lines = [line for line in str(e).splitlines() if line.strip()]
+                error += f": {lines[-1].strip() if lines else type(e).__name__}"
+            job_dir = self._job_dir(job, overrides, idx)
+            if job_dir is not None:
+                # a task cancelled while pending never ran run_job: give the summary a row for it
+                hydra_dir = job_dir / ".hydra"
+                if not (hydra_dir / "overrides.yaml").exists():
+                    import yaml
+
+                    hydra_dir.mkdir(parents=True, exist_ok=True)
+                    (hydra_dir / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+            log.warning("job #%d (%s): %s; log: %s", idx, " ".join(filter_overrides(overrides)), error,
+                        getattr(job.paths, "stderr", "?"))
+            ret = JobReturn(overrides=overrides, working_dir=str(job_dir) if job_dir else None,
+                            task_name=None, status=JobStatus.COMPLETED)
+            ret.return_value = {"status": "failed", "error": error, "dir": str(job_dir) if job_dir else None}
+            return ret
+
+    def _job_dir(self, job: Any, overrides: list[str], idx: int) -> Path | None:
+        """The job's output dir, resolved as run_job does in the task (``hydra.sweep.dir``/``subdir``)."""
+        try:
+            assert self.hydra_context is not None and self.config is not None
+            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+            with open_dict(cfg.hydra.job):
+                cfg.hydra.job.num = idx
+                cfg.hydra.job.id = job.job_id
+            return Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
+        except Exception as e:  # only for the row and the message: never fail the sweep over it
+            log.warning("job #%d: could not resolve its output dir (%s: %s)", idx, type(e).__name__, e)
+            return None
+

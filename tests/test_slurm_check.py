@@ -1,0 +1,87 @@
+"""powertrain.slurm_check without a cluster: sinfo parsing, the request check, launcher keys, no sinfo."""
+
+from __future__ import annotations
+
+import pytest
+
+from powertrain import slurm_check as sc
+from powertrain.config import ConfigError
+
+SINFO = "debug* 2 22899 4:00:00\nlong 2 22899 infinite\ngpu 64 512000 1-00:00:00\ngpu 128+ 256000 1-00:00:00\n"
+
+
+@pytest.mark.parametrize("text, minutes", [("4:00:00", 240), ("30:00", 30.0), ("1-00:00:00", 1440),
+                                           ("2-12", 3600), ("90", 90), ("infinite", None), ("n/a", None)])
+def test_parse_time_min(text: str, minutes: float | None) -> None:
+    assert sc.parse_time_min(text) == minutes
+
+
+def test_parse_sinfo_keeps_the_largest_node_and_the_default() -> None:
+    parts = sc.parse_sinfo(SINFO)
+    assert parts["debug"].default and not parts["long"].default
+    assert (parts["debug"].max_cpus, parts["debug"].max_mem_mb, parts["debug"].max_time_min) == (2, 22899, 240)
+    assert parts["long"].max_time_min is None
+    assert parts["gpu"].max_cpus is None  # "128+" is a lower bound: no CPU cap is enforced
+    assert parts["gpu"].max_mem_mb == 512000
+
+
+@pytest.mark.parametrize("kwargs, key", [
+    ({"partition": "nope"}, "hydra.launcher.partition"),
+    ({"partition": None, "cpus_per_task": 3}, "hydra.launcher.cpus_per_task"),  # default partition: debug
+    ({"partition": "debug", "mem_gb": 64}, "hydra.launcher.mem_gb"),
+    ({"partition": "debug", "timeout_min": 241}, "hydra.launcher.timeout_min"),
+])
+def test_check_request_refuses(kwargs: dict, key: str) -> None:
+    args = {"partition": None, "cpus_per_task": 1, "mem_gb": 1, "timeout_min": 10, **kwargs}
+    with pytest.raises(ConfigError) as e:
+        sc.check_request(sc.parse_sinfo(SINFO), **args)
+    assert e.value.key == key
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"partition": "long", "timeout_min": 100000},
+    {"partition": "gpu", "cpus_per_task": 100},
+    {"partition": "nope,debug", "cpus_per_task": 2, "timeout_min": 240},
+    {"partition": None, "cpus_per_task": None, "mem_gb": None, "timeout_min": None},
+])
+def test_check_request_accepts(kwargs: dict) -> None:
+    args = {"partition": None, "cpus_per_task": 1, "mem_gb": 1, "timeout_min": 10, **kwargs}
+    sc.check_request(sc.parse_sinfo(SINFO), **args)
+
+
+def test_launcher_keys_follow_the_defaults_chain() -> None:
+    keys = sc.launcher_keys("slurm_local")
+    assert keys is not None and "cpus_per_task" in keys and "partition" in keys
+    assert sc.launcher_keys("basic") == ()
+    assert sc.launcher_keys("no_such_launcher") is None
+
+
+@pytest.mark.parametrize("argv, ok", [
+    (["-m", "hydra/launcher=slurm_local", "hydra.launcher.cpus_per_task=2"], True),
+    (["-m", "hydra/launcher=slurm", "hydra.launcher.additional_parameters.mail-type=FAIL"], True),
+    (["-m", "hydra/launcher=slurm", "+hydra.launcher.extra=1"], True),  # + adds a key on purpose
+    (["-m", "hydra/launcher=some_plugin", "hydra.launcher.whatever=1"], True),  # unknown schema: Hydra's job
+    (["-m", "hydra/launcher=slurm_local", "hydra.launcher.cpus_pertask=2"], False),
+    (["-m", "hydra.launcher.partition=debug"], False),  # the basic launcher has no settings
+])
+def test_check_launcher_argv(argv: list[str], ok: bool) -> None:
+    if ok:
+        sc.check_launcher_argv(argv)
+    else:
+        with pytest.raises(ConfigError):
+            sc.check_launcher_argv(argv)
+
+
+def test_no_sinfo_skips_with_a_warning(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with caplog.at_level("WARNING", logger="powertrain"):
+        assert sc.query_sinfo() is None
+    assert "no sinfo" in caplog.text
+
+
+def test_callback_ignores_other_launchers() -> None:
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"hydra": {"launcher": {"_target_": "hydra._internal.core_plugins.basic_launcher."
+                                                                "BasicLauncher"}}})
+    sc.SlurmCheck().on_multirun_start(cfg)  # no sinfo call, no exit

@@ -1,0 +1,145 @@
+"""Hydra multiruns through the REAL local Slurm cluster (slurm/cluster.sh), end to end.
+
+``python -m powertrain -m hydra/launcher=slurm_local ...`` as a subprocess: every sweep point is a task
+of one ``sbatch --array`` job, run by the submitting venv's interpreter on the (local) compute node, and
+the job directories, result.json files and the sweep summary look exactly as for a local sweep. Also: a
+task killed mid-run is a row, not a hang or a lost summary; impossible requests fail before anything is
+submitted. Every subprocess and wait is bounded; every test cancels its jobs on the way out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from slurm_fixtures import known_job_ids, run, scancel_quietly, slurm_cluster, wait_for
+
+pytestmark = pytest.mark.slurm
+__all__ = ["slurm_cluster"]  # the fixture is used by name; re-exported so ruff keeps the import
+
+# The mission's grid, kept small: one epoch on 256 digits is ~3 s of training per job.
+GRID = ["optimizer=sgd,adam", "batch_size=32,256", "max_epochs=1", "dataset.limit_train=256"]
+
+
+def _env() -> dict[str, str]:
+    # No HYDRA_FULL_ERROR: the one-line error path is what users see. No leaked SLURM_* of an
+    # enclosing job (a test run inside sbatch): submitit would read them as its own job environment.
+    return {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR" and not k.startswith("SLURM_")}
+
+
+def _cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "powertrain", "-m", "hydra/launcher=slurm_local", *args]
+
+
+def _sweep(tmp_path: Path, *args: str, timeout: float) -> tuple[subprocess.CompletedProcess, Path]:
+    sweep = tmp_path / "sweep"
+    try:
+        proc = subprocess.run(_cmd(*args, f"hydra.sweep.dir={sweep}"), cwd=tmp_path, env=_env(),
+                              capture_output=True, text=True, timeout=timeout)
+    finally:
+        scancel_quietly(*_array_ids(sweep))  # a timeout or a failed assert must not leave tasks queued
+    return proc, sweep
+
+
+def _array_ids(sweep: Path) -> list[str]:
+    """The Slurm array job ids of a sweep, from submitit's folders ``.submitit/<array>_<task>/``."""
+    folder = sweep / ".submitit"
+    if not folder.is_dir():
+        return []
+    return sorted({m.group(1) for d in folder.iterdir() if (m := re.fullmatch(r"(\d+)_\d+", d.name))})
+
+
+def _result(job_dir: Path) -> dict[str, Any]:
+    return json.loads((job_dir / "result.json").read_text())
+
+
+def _summary_rows(sweep: Path) -> list[dict[str, Any]]:
+    return json.loads((sweep / "sweep_summary.json").read_text())["rows"]
+
+
+def test_grid_runs_as_one_array_with_local_layout(slurm_cluster: Any, tmp_path: Path) -> None:
+    proc, sweep = _sweep(tmp_path, *GRID, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # one job dir per sweep point, numbered as a local sweep numbers them
+    jobs = sorted(d.name for d in sweep.iterdir() if d.is_dir() and not d.name.startswith("."))
+    assert jobs == ["0", "1", "2", "3"]
+    expected = [["optimizer=sgd", "batch_size=32"], ["optimizer=sgd", "batch_size=256"],
+                ["optimizer=adam", "batch_size=32"], ["optimizer=adam", "batch_size=256"]]
+    for job, want in zip(jobs, expected):
+        r = _result(sweep / job)
+        assert r["status"] == "completed", (job, r.get("error"))
+        assert r["run"]["overrides"][:2] == want
+        assert Path(r["run"]["dir"]) == (sweep / job).resolve()
+    # ... and they really ran under Slurm: one array, four tasks, each started by this interpreter
+    arrays = _array_ids(sweep)
+    assert len(arrays) == 1, arrays
+    assert len(list((sweep / ".submitit").glob(f"{arrays[0]}_*/*_result.pkl"))) == 4
+    script = next((sweep / ".submitit").rglob("*_submission.sh")).read_text()
+    assert "#SBATCH --array=0-3" in script and f"{sys.executable} -u -m submitit.core._submit" in script
+    rows = _summary_rows(sweep)
+    assert len(rows) == 4 and all(r["status"] == "completed" for r in rows)
+
+
+def test_task_killed_midrun_is_a_row_not_a_hang(slurm_cluster: Any, tmp_path: Path) -> None:
+    """scancel one running task: the sweep returns promptly, the other job's result and the summary exist."""
+    sweep = tmp_path / "sweep"
+    # job 0 would train for many minutes; job 1 finishes in seconds
+    cmd = _cmd("dataset=synthetic_mnist", "max_epochs=200,1", f"hydra.sweep.dir={sweep}")
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        arrays = wait_for(lambda: _array_ids(sweep), 60, "the array to be submitted")
+        task0 = f"{arrays[0]}_0"
+        wait_for(lambda: run(["squeue", "-h", "-t", "R", "-j", task0, "-o", "%i"]).stdout.strip(), 60,
+                 f"{task0} to run")
+        # Hydra's run_job has created the job dir: the task is inside powertrain, not in submitit's startup
+        wait_for(lambda: (sweep / "0" / ".hydra" / "overrides.yaml").exists(), 60, "job 0 to start")
+        assert run(["scancel", task0]).returncode == 0
+        t_cancel = time.monotonic()
+        out, err = proc.communicate(timeout=120)
+        after_cancel_s = time.monotonic() - t_cancel
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        scancel_quietly(*_array_ids(sweep))
+    # submitit: state poll + 15 s grace for a result file on a slow shared filesystem; measured ~35 s
+    assert after_cancel_s < 90, f"sweep took {after_cancel_s:.0f}s to notice the cancelled task"
+    # a killed task is a failed row, as a failed run is in a local sweep: the sweep itself completes
+    assert proc.returncode == 0, err[-3000:]
+    assert _result(sweep / "1")["status"] == "completed"
+    assert not (sweep / "0" / "result.json").exists()
+    rows = _summary_rows(sweep)
+    assert [r["status"] for r in rows] == ["missing", "completed"]
+    assert "max_epochs=200" in rows[0]["overrides"]
+    assert f"Slurm job {task0} ended CANCELLED" in out + err  # the warning names the Slurm state
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("hydra.launcher.partition=no_such_partition", "hydra.launcher.partition='no_such_partition'"),
+        ("hydra.launcher.cpus_per_task=64", "hydra.launcher.cpus_per_task=64 is not allowed: at most"),
+        ("hydra.launcher.nope=1", "hydra.launcher.nope='1' is not allowed"),
+        ("hydra.launcher.timeout_min=100000", "hydra.launcher.timeout_min=100000 is not allowed"),
+    ],
+    ids=["unknown-partition", "too-many-cpus", "unknown-launcher-key", "over-time-limit"],
+)
+def test_impossible_request_fails_before_submitting(slurm_cluster: Any, tmp_path: Path, override: str,
+                                                     message: str) -> None:
+    before = known_job_ids()
+    proc, sweep = _sweep(tmp_path, "seed=0,1", "max_epochs=1", override, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("powertrain: error: ") and message in lines[0], lines
+    assert not (sweep / ".submitit").exists()
+    assert known_job_ids() == before, "a job was submitted"
