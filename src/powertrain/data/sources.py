@@ -124,6 +124,14 @@ def _torchvision(name: str, cfg: DatasetConfig):
                             log.warning("%s: %s differs from the official release (md5)", name, f)
                 return ok
 
+            def _load_meta(self) -> None:
+                # torchvision also refuses a meta file whose md5 differs; it only holds the class names
+                import pickle
+
+                with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as f:
+                    self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+                self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
         cls = _Cifar
     else:
         cls = {"mnist": tvd.MNIST, "fashion_mnist": tvd.FashionMNIST}[name]

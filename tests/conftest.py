@@ -1,0 +1,76 @@
+"""Shared fixtures: compose a config the way the CLI does, build small run configs, run the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def compose() -> Callable[..., Any]:
+    """``compose("model=dense_poly", ...)`` -> the DictConfig Hydra composes for those overrides."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    import powertrain.config
+    import powertrain.paths
+
+    powertrain.config.register_configs()
+
+    def _compose(*overrides: str) -> Any:
+        # a fresh Hydra context per call: Hydra's global state must not leak between tests
+        with initialize_config_dir(config_dir=str(powertrain.paths.conf_dir()), version_base="1.3"):
+            return hydra_compose(config_name="config", overrides=list(overrides))
+
+    return _compose
+
+
+@pytest.fixture
+def tiny_cfg() -> Callable[..., Any]:
+    """``tiny_cfg(max_epochs=2, **{"optimizer.lr": 0.1})`` -> a RunConfig on a small synthetic dataset.
+
+    Quiet, on the CPU, no checkpoint: seconds per run. Dotted keys reach into the groups.
+    """
+    from powertrain.config import RunConfig
+
+    def _make(**values: Any) -> Any:
+        cfg = RunConfig()
+        defaults = {
+            "dataset.name": "synthetic", "dataset.train_size": 256, "dataset.test_size": 128,
+            "model.family": "dense_poly", "optimizer.name": "sgd", "optimizer.lr": 0.05,
+            "optimizer.momentum": 0.9, "hardware.device": "cpu", "batch_size": 64, "max_epochs": 3,
+            "verbose": False, "save_checkpoint": False,
+        }
+        for dotted, v in {**defaults, **values}.items():
+            *parents, leaf = dotted.replace("__", ".").split(".")
+            node = cfg
+            for p in parents:
+                node = getattr(node, p)
+            if not hasattr(node, leaf):  # a typo in a test must not pass silently
+                raise AttributeError(dotted)
+            setattr(node, leaf, v)
+        return cfg
+
+    return _make
+
+
+@pytest.fixture
+def cli() -> Callable[..., subprocess.CompletedProcess]:
+    """``cli("max_epochs=1", cwd=tmp_path)`` runs ``python -m powertrain`` and returns the finished process."""
+
+    def _run(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120,
+             command: list[str] | None = None) -> subprocess.CompletedProcess:
+        full_env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+        full_env.update(env or {})
+        cmd = (command or [sys.executable, "-m", "powertrain"]) + list(args)
+        return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+    return _run
