@@ -52,7 +52,15 @@ def task(dcfg: Any) -> Any:
             print(f"powertrain: error: {e}", file=sys.stderr, flush=True)
             return {"status": "failed", "error": str(e)}
         _fail(e)
+    from powertrain.experiments import DRIVERS
+
+    experiment = hc.runtime.choices.get("experiment")
     try:
+        if experiment in DRIVERS:  # a preset that is several runs: its driver runs them into run_dir/<part>
+            summary = DRIVERS[experiment](cfg, run_dir, overrides, sweep_id)
+            if not multirun and summary["status"] != "completed":
+                sys.exit(1)
+            return {"status": summary["status"], "dir": str(run_dir)}
         result = run(cfg, run_dir, overrides, sweep_id=sweep_id, config_dict=config_dict)
     except ConfigError as e:  # found while building (e.g. a dataset root without the files)
         if multirun:

@@ -61,6 +61,7 @@ class DatasetConfig:
     limit_train: Optional[int] = None
     limit_test: Optional[int] = None
     test_fraction: float = 0.25  # digits has no official split: a seeded stratified holdout
+    classes: list[int] = field(default_factory=list)  # keep only these labels, renumbered 0..k-1 ([] = all)
 
 
 @dataclass
@@ -122,6 +123,11 @@ class ParadigmConfig:
     mixing: str = "round_robin"  # round_robin | proportional
     task_weights: list[float] = field(default_factory=list)
     task_targets: list[float] = field(default_factory=list)
+    reset_classifier: bool = False  # pretrained: fresh final layer even when its shape fits (new label set)
+    download: bool = False  # weights=timm: may fetch from the model hub (needs network); else local cache only
+    upstream_energy_j: Optional[float] = None  # weights/checkpoint: their known training energy, if published
+    upstream_carbon_g: Optional[float] = None
+    pretrain_dataset: Optional[str] = None  # experiment=pretrain_finetune: dataset preset of the upstream run
 
 
 @dataclass
@@ -252,6 +258,14 @@ def _optional(check: Callable[[Any], Optional[str]]) -> Callable[[Any], Optional
     return inner
 
 
+def _each(check: Callable[[Any], Optional[str]]) -> Callable[[Any], Optional[str]]:
+    def inner(v: Any) -> Optional[str]:
+        msgs = [m for m in map(check, v) if m is not None]
+        return None if not msgs else f"a list of values, each {msgs[0]}"
+
+    return inner
+
+
 def _fraction_open_closed(v: Any) -> Optional[str]:
     return None if 0 < v <= 1 else "a number in (0, 1]"
 
@@ -321,6 +335,12 @@ CHECKS: dict[str, Callable[[Any], Optional[str]]] = {
     "paradigm.backbone_lr_scale": _non_negative,
     "paradigm.amortize_over": _at_least(1),
     "paradigm.mixing": _one_of(("round_robin", "proportional")),
+    "paradigm.task_weights": _each(_non_negative),
+    "paradigm.task_targets": _each(_fraction_open_closed),
+    "paradigm.upstream_energy_j": _optional(_non_negative),
+    "paradigm.upstream_carbon_g": _optional(_non_negative),
+    "dataset.classes": lambda v: None if all(isinstance(c, int) and c >= 0 for c in v) and len(set(v)) == len(v)
+    else "a list of distinct class indices >= 0",
     "energy.meter": _one_of(METERS),
     "energy.idle_baseline_s": _non_negative,
     "energy.sample_hz": lambda v: None if 1 <= v <= 1000 else "a number in [1, 1000]",

@@ -358,7 +358,8 @@ def _fill_result(result: dict[str, Any], cfg: RunConfig, fit_result: Any, ledger
         upstream = result.get("upstream")
         if upstream:
             e["upstream_j"] = upstream.get("energy_j_amortized")
-            e["total_with_upstream_j"] = e["total_j"] + (e["upstream_j"] or 0.0)
+            # unknown upstream energy (e.g. published weights) must not read as zero
+            e["total_with_upstream_j"] = None if e["upstream_j"] is None else e["total_j"] + e["upstream_j"]
     try:
         from powertrain import carbon
         from powertrain.profiles import select_profile
@@ -372,7 +373,10 @@ def _fill_result(result: dict[str, Any], cfg: RunConfig, fit_result: Any, ledger
                                           energy_j=result["energy"]["total_j"] or 0.0, wall_s=wall_s)
         upstream = result.get("upstream")
         if upstream and result["carbon"] is not None:
-            result["carbon"]["upstream_g"] = upstream.get("carbon_g_amortized")
+            c = result["carbon"]
+            c["upstream_g"] = upstream.get("carbon_g_amortized")
+            c["total_with_upstream_g"] = (None if c.get("total_g") is None or c["upstream_g"] is None
+                                          else c["total_g"] + c["upstream_g"])
     except ConfigError:
         result["carbon"] = None
     except Exception as e:  # accounting must not lose the result file
@@ -391,7 +395,8 @@ def print_summary(result: dict[str, Any], run_dir: Path) -> None:
         lines.append(f"energy: {e['total_j']:.1f} J = {e['total_j'] / 3600:.4f} Wh ({share_txt}; "
                      f"train {e['train_j']:.1f} J, eval {e['eval_j']:.1f} J)")
     if m["energy_to_target_j"] is not None:
-        lines.append(f"energy to target {m['target_accuracy']}: {m['energy_to_target_j']:.1f} J")
+        target = m["target_accuracy"] if m["target_accuracy"] is not None else "(every task's)"
+        lines.append(f"energy to target {target}: {m['energy_to_target_j']:.1f} J")
     if c.get("total_g") is not None:
         lines.append(f"carbon: {c['total_g']:.4f} gCO2e ({c['region']}, {c['intensity_g_per_kwh']:.0f} g/kWh, "
                      f"operational {c['operational_g']:.4f} g + embodied {c['embodied_g']:.4f} g)")

@@ -35,6 +35,9 @@ class Task(Protocol):
 
     def reached(self, metrics: dict[str, Any], target: Optional[float]) -> bool: ...
 
+    # Optional: ``annotate(metrics, energy_j=..., wall_s=..., history=...) -> metrics`` is called after each
+    # evaluation with the energy and time so far and the earlier history rows (see paradigm_multitask).
+
 
 class ClassificationTask:
     """Single-dataset classification on device-resident tensors."""
@@ -175,6 +178,10 @@ def fit(
         st.best_accuracy = max(st.best_accuracy, metrics["accuracy"])
         energy_j = ledger.total_j()
         wall_s = time.perf_counter() - t_start
+        # a task may add what only the loop knows, e.g. multitask: the energy when each task hit its target
+        annotate = getattr(task, "annotate", None)
+        if annotate is not None:
+            metrics = annotate(metrics, energy_j=energy_j, wall_s=wall_s, history=st.history)
         row = {
             "epoch": st.epoch, "steps": st.steps, "train_loss": last_loss, **metrics,
             "epoch_train_j": m_train.total_j, "epoch_eval_j": m_eval.total_j,

@@ -55,6 +55,8 @@ def load_dataset(cfg: DatasetConfig) -> DataSplits:
     from powertrain.data import sources  # noqa: F401  (registers the loaders)
 
     x_tr, y_tr, x_te, y_te, k = DATASETS[cfg.name](cfg)
+    if cfg.classes:
+        x_tr, y_tr, x_te, y_te, k = _select_classes(cfg, x_tr, y_tr, x_te, y_te, k)
     if cfg.limit_train:
         x_tr, y_tr = x_tr[: cfg.limit_train], y_tr[: cfg.limit_train]
     if cfg.limit_test:
@@ -65,6 +67,26 @@ def load_dataset(cfg: DatasetConfig) -> DataSplits:
     std = x_tr.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
     x_tr, x_te = (x_tr - mean) / std, (x_te - mean) / std
     return DataSplits(cfg.name, x_tr.contiguous(), y_tr.long(), x_te.contiguous(), y_te.long(), k)
+
+
+def _select_classes(cfg: DatasetConfig, x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor,
+                    y_te: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Keep the samples of ``cfg.classes`` and renumber their labels 0..len(classes)-1 in that order."""
+    from powertrain.config import ConfigError
+
+    if max(cfg.classes) >= k:
+        raise ConfigError("dataset.classes", list(cfg.classes), f"class indices below {k} for {cfg.name}")
+    relabel = torch.full((k,), -1, dtype=torch.long)
+    relabel[torch.tensor(cfg.classes)] = torch.arange(len(cfg.classes))
+
+    def pick(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        new = relabel[y.long()]
+        keep = new >= 0
+        return x[keep], new[keep]
+
+    x_tr, y_tr = pick(x_tr, y_tr)
+    x_te, y_te = pick(x_te, y_te)
+    return x_tr, y_tr, x_te, y_te, len(cfg.classes)
 
 
 class DeviceBatches:

@@ -1,0 +1,391 @@
+"""The ``pretrained`` paradigm (knowledge recycling): start from trained weights, fine-tune, and account
+for what producing those weights cost.
+
+Exactly one weight source: ``paradigm.weights=timm`` (timm's published weights, from the local cache
+unless ``paradigm.download=true``), ``paradigm.checkpoint=PATH`` (a state_dict file) or
+``paradigm.from_run=RUN_DIR`` (a previous powertrain run: its ``checkpoint.pt`` and, from its
+result.json, the energy and carbon of producing it). ``Setup.upstream`` carries that cost, divided by
+``paradigm.amortize_over`` (the number of downstream runs that share it); run.py reports it as
+``energy.upstream_j`` / ``energy.total_with_upstream_j`` and ``carbon.upstream_g``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from powertrain.config import ConfigError, RunConfig
+from powertrain.data import describe, load_dataset
+from powertrain.models import create_model, parts
+from powertrain.paradigms import Setup, register_paradigm
+from powertrain.train import ClassificationTask
+
+# loading weights already on disk takes seconds; anything longer is a network wait we refuse to hang on
+OFFLINE_LOAD_TIMEOUT_S = 60.0
+# statuses of an upstream run whose weights are worth recycling (a failed or preempted one is not finished)
+USABLE_UPSTREAM = ("completed", "target_reached", "budget_exhausted")
+
+
+@register_paradigm("pretrained")
+def pretrained(cfg: RunConfig, device: torch.device, autocast: Callable[[], Any]) -> Setup:
+    """Build the model, load the pretrained weights, freeze what ``paradigm.finetune`` keeps fixed."""
+    p = cfg.paradigm
+    sources = {k: v for k, v in (("weights", p.weights), ("checkpoint", p.checkpoint),
+                                 ("from_run", p.from_run)) if v}
+    if len(sources) != 1:
+        raise ConfigError("paradigm", ", ".join(f"{k}={v}" for k, v in sources.items()) or "no weight source",
+                          "exactly one of paradigm.weights=timm, paradigm.checkpoint=PATH, paradigm.from_run=RUN_DIR")
+    if p.from_run and (p.upstream_energy_j is not None or p.upstream_carbon_g is not None):
+        raise ConfigError("paradigm.upstream_energy_j", p.upstream_energy_j,
+                          "null with paradigm.from_run (the upstream run's result.json supplies its cost)")
+
+    data = load_dataset(cfg.dataset).to(device)
+    model = create_model(cfg.model, data.input_shape, data.num_classes)
+    notes: list[str] = []
+    if p.weights:
+        model = _timm_pretrained(cfg, model, data.input_shape, data.num_classes, notes)
+        source = f"timm:{cfg.model.name}"
+        energy_j, carbon_g, chain = p.upstream_energy_j, p.upstream_carbon_g, []
+    elif p.checkpoint:
+        state = read_state_dict(p.checkpoint, "paradigm.checkpoint")
+        notes += load_matching(model, state, "paradigm.checkpoint", p.checkpoint, p.reset_classifier)
+        source = f"checkpoint:{Path(p.checkpoint).resolve()}"
+        energy_j, carbon_g, chain = p.upstream_energy_j, p.upstream_carbon_g, []
+    else:
+        run_dir = Path(p.from_run).resolve()
+        upstream_result = read_upstream_run(run_dir)
+        state = read_state_dict(run_dir / "checkpoint.pt", "paradigm.from_run")
+        notes += load_matching(model, state, "paradigm.from_run", str(run_dir), p.reset_classifier)
+        source = f"run:{run_dir}"
+        energy_j, carbon_g, chain = upstream_cost(upstream_result)
+    if energy_j is None:
+        notes.append(f"upstream energy of {source} unknown: energy.total_with_upstream_j is null "
+                     "(set paradigm.upstream_energy_j if its training energy is published)")
+
+    groups, freeze_note = finetune_groups(model, p.finetune, p.partial_blocks, p.backbone_lr_scale, cfg.optimizer.lr)
+    notes.append(freeze_note)
+    model = model.to(device)
+    task = ClassificationTask(data, cfg.batch_size, cfg.eval_batch_size, cfg.seed, autocast)
+    n = p.amortize_over
+    upstream = {
+        "source": source,
+        "energy_j": energy_j,
+        "carbon_g": carbon_g,
+        "amortize_over": n,
+        "energy_j_amortized": None if energy_j is None else energy_j / n,
+        "carbon_g_amortized": None if carbon_g is None else carbon_g / n,
+        "chain": chain,  # every upstream run behind this one, nearest first
+    }
+    return Setup(model, task, groups, describe(data), upstream, notes)
+
+
+# ------------------------------------------------------------------------------------------- upstream
+
+
+def read_upstream_run(run_dir: Path) -> dict[str, Any]:
+    """The result.json of a finished powertrain run that saved its weights; ConfigError otherwise."""
+    key = "paradigm.from_run"
+    if not (run_dir / "checkpoint.pt").is_file():
+        raise ConfigError(key, str(run_dir), "a powertrain run directory holding checkpoint.pt "
+                          "(the upstream run needs save_checkpoint=true)")
+    try:
+        result = json.loads((run_dir / "result.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(key, str(run_dir), f"a run directory with a readable result.json ({type(e).__name__})") from e
+    if result.get("status") not in USABLE_UPSTREAM:
+        raise ConfigError(key, str(run_dir), f"a run that finished ({', '.join(USABLE_UPSTREAM)}); this one is "
+                          f"{result.get('status')!r}" + (" (resume it first)" if result.get("status") == "preempted" else ""))
+    if (result.get("energy") or {}).get("total_j") is None:
+        raise ConfigError(key, str(run_dir), "a run whose result.json records energy.total_j")
+    return result
+
+
+def upstream_cost(result: dict[str, Any]) -> tuple[float, Optional[float], list[dict[str, Any]]]:
+    """Energy (J) and carbon (g) of producing an upstream run's weights, and the chain behind it.
+
+    The run's own energy plus the share of *its* upstream it was charged (``energy.upstream_j``), so a chain
+    A → B → C carries A's cost into C (all of it with the default amortize_over=1).
+    """
+    energy = result["energy"]
+    energy_j = energy["total_j"] + (energy.get("upstream_j") or 0.0)
+    carbon = result.get("carbon") or {}
+    carbon_g = carbon.get("total_g")
+    prior = result.get("upstream") or {}
+    if carbon_g is not None and prior.get("energy_j") is not None:
+        # its upstream's carbon must be known too: a partial sum would understate the chain
+        carbon_g = None if carbon.get("upstream_g") is None else carbon_g + carbon["upstream_g"]
+    link = {"source": f"run:{result.get('run', {}).get('dir')}", "energy_j": energy["total_j"],
+            "carbon_g": carbon.get("total_g"), "status": result.get("status")}
+    return energy_j, carbon_g, [link] + list(prior.get("chain") or [])
+
+
+# -------------------------------------------------------------------------------------------- weights
+
+
+def read_state_dict(path: str | Path, key: str) -> dict[str, torch.Tensor]:
+    """A state_dict from ``path`` (a bare state_dict, or a dict holding it under "model"/"state_dict")."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(key, str(path), "an existing state_dict file (torch.save(model.state_dict(), PATH))")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, foreign pickle, not a torch file at all
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+        raise ConfigError(key, str(path), f"a readable state_dict saved with torch.save ({type(e).__name__}: {first})") from e
+    if isinstance(obj, dict):
+        for wrapper in ("model", "state_dict"):
+            if isinstance(obj.get(wrapper), dict):
+                obj = obj[wrapper]
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ConfigError(key, str(path), "a state_dict (a dict of parameter name → tensor)")
+    return {_strip(k): v for k, v in obj.items()}
+
+
+def _strip(name: str) -> str:
+    # keys as saved by a compiled or DataParallel model
+    for prefix in ("_orig_mod.", "module."):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+    return name
+
+
+def load_matching(model: nn.Module, state: dict[str, torch.Tensor], key: str, where: str,
+                  reset_classifier: bool = False) -> list[str]:
+    """Load ``state`` into ``model``; head layers that do not fit keep their fresh weights.
+
+    Every backbone tensor must be present with the same shape (else ConfigError: a different architecture
+    or input shape). Returns notes for the result (replaced layers, ignored tensors).
+    """
+    core = parts.unwrap(model)
+    own = core.state_dict()
+    if not any(k in own for k in state) and all(k.startswith("1.") for k in state):
+        state = {k[2:]: v for k, v in state.items()}  # saved with the Resize wrapper of create_model
+    head = parts.head_name(core)
+    classifier = parts.classifier_name(core)
+    merged, replaced, bad = dict(own), [], []
+    for mod_name, module in core.named_modules():
+        names = [f"{mod_name}.{t}" if mod_name else t
+                 for t, _ in list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False))]
+        if not names:
+            continue
+        fits = all(n in state and state[n].shape == own[n].shape for n in names)
+        if reset_classifier and mod_name == classifier:
+            replaced.append(f"{mod_name} (paradigm.reset_classifier=true)")
+        elif fits:
+            merged.update({n: state[n] for n in names})
+        elif mod_name == head or mod_name.startswith(head + "."):
+            replaced.append(_shape_change(mod_name, names[0], state, own))
+        else:
+            bad.append(_shape_change(mod_name, names[0], state, own))
+    if bad:
+        raise ConfigError(key, where, f"weights for this model (model.family and input shape as upstream): "
+                          f"{len(bad)} backbone layer(s) do not fit, e.g. {bad[0]}")
+    core.load_state_dict(merged)
+    notes = [f"loaded pretrained weights from {where}"]
+    if replaced:
+        notes.append("head replaced, freshly initialised: " + "; ".join(replaced))
+    unused = sorted(set(state) - set(own))
+    if unused:
+        notes.append(f"{len(unused)} tensor(s) in the weights not used by this model, e.g. {unused[0]}")
+    return notes
+
+
+def _shape_change(module: str, tensor: str, state: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> str:
+    if tensor not in state:
+        return f"{module} (missing from the weights)"
+    return f"{module} ({tensor} {list(state[tensor].shape)} → {list(own[tensor].shape)})"
+
+
+# --------------------------------------------------------------------------------------- timm weights
+
+
+def _timm_pretrained(cfg: RunConfig, model: nn.Module, shape: tuple[int, int, int], num_classes: int,
+                     notes: list[str]) -> nn.Module:
+    """``model`` with timm's pretrained weights: from the local cache, or the hub if paradigm.download."""
+    if cfg.model.family != "timm":
+        raise ConfigError("paradigm.weights", cfg.paradigm.weights, "timm only with model.family=timm "
+                          "(other families: paradigm.checkpoint=PATH or paradigm.from_run=RUN_DIR)")
+    if cfg.paradigm.weights != "timm":
+        raise ConfigError("paradigm.weights", cfg.paradigm.weights, "timm (or null)")
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    name = cfg.model.name
+    pcfg = get_pretrained_cfg(name)
+    if pcfg is None or not (pcfg.hf_hub_id or pcfg.url or pcfg.file):
+        raise ConfigError("model.name", name, "a timm model with published pretrained weights")
+    overlay: dict[str, Any] = {}
+    if not cfg.paradigm.download:
+        local = cached_timm_file(pcfg)
+        if local is None:
+            raise ConfigError("paradigm.weights", "timm", f"pretrained weights for {name} in a local cache, found in "
+                              f"none ({cache_locations()}; HF_HUB_OFFLINE=1 for this load): fill the cache on a "
+                              "machine with network, or set paradigm.download=true")
+        overlay = {"file": local}  # load exactly this file: timm then never contacts a hub
+    c, h, _ = shape
+    size = cfg.model.input_size or h
+    kwargs: dict[str, Any] = {"img_size": size} if ("vit" in name or "deit" in name) else {}
+
+    def load() -> nn.Module:
+        return timm.create_model(name, pretrained=True, num_classes=num_classes, in_chans=c,
+                                 drop_rate=cfg.model.dropout, pretrained_cfg_overlay=overlay or None, **kwargs)
+
+    with _hub_offline(not cfg.paradigm.download):
+        twin = _bounded(load, None if cfg.paradigm.download else OFFLINE_LOAD_TIMEOUT_S, name)
+    if pcfg.num_classes and pcfg.num_classes != num_classes:
+        notes.append(f"head replaced, freshly initialised: {parts.classifier_name(twin)} "
+                     f"({pcfg.num_classes} → {num_classes} classes)")
+    if c != 3:
+        notes.append(f"first conv adapted by timm from 3 to {c} input channel(s)")
+    notes.append(f"loaded timm pretrained weights for {name}" + (f" from {overlay['file']}" if overlay else ""))
+    if isinstance(model, nn.Sequential) and parts.unwrap(model) is not model:
+        model[1] = twin  # keep create_model's input Resize
+        return model
+    return twin
+
+
+def cache_locations() -> str:
+    """Where pretrained weights are looked for, as ``VAR=value`` pairs for the error message."""
+    home = os.environ.get("HF_HOME")
+    return (f"HF_HUB_CACHE={_hf_cache_dir()}, HF_HOME={home or '(unset)'}, "
+            f"TORCH_HOME={os.environ.get('TORCH_HOME') or '(unset)'} → {_torch_hub_dir()}")
+
+
+def _hf_cache_dir() -> str:
+    # read at call time: huggingface_hub's constants are frozen when it is first imported
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
+    return os.path.join(home, "hub")
+
+
+def _torch_hub_dir() -> str:
+    home = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "torch")
+    return os.path.join(home, "hub")
+
+
+def cached_timm_file(pcfg: Any) -> Optional[str]:
+    """The local file holding ``pcfg``'s weights (Hugging Face cache, then torch hub cache), or None."""
+    if pcfg.file and os.path.isfile(pcfg.file):
+        return str(pcfg.file)
+    if pcfg.hf_hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, _, revision = pcfg.hf_hub_id.partition("@")
+        for fname in ([pcfg.hf_hub_filename] if pcfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]):
+            found = try_to_load_from_cache(repo, fname, cache_dir=_hf_cache_dir(), revision=revision or None)
+            if isinstance(found, str) and os.path.isfile(found):
+                return found
+    if pcfg.url:
+        path = os.path.join(_torch_hub_dir(), "checkpoints", os.path.basename(pcfg.url.split("?")[0]))
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+@contextlib.contextmanager
+def _hub_offline(offline: bool) -> Iterator[None]:
+    """HF_HUB_OFFLINE=1 for the duration (env and huggingface_hub's import-time constant)."""
+    if not offline:
+        yield
+        return
+    old_env = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        import huggingface_hub.constants as hfc
+    except ImportError:
+        hfc = None
+    old_const = getattr(hfc, "HF_HUB_OFFLINE", None)
+    if hfc is not None:
+        hfc.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        if old_env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old_env
+        if hfc is not None:
+            hfc.HF_HUB_OFFLINE = old_const
+
+
+def _bounded(fn: Callable[[], nn.Module], timeout_s: Optional[float], name: str) -> nn.Module:
+    """Run ``fn`` in a thread and give up after ``timeout_s`` (the thread is left to die on its own)."""
+    if timeout_s is None:
+        return fn()
+    out: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            out["model"] = fn()
+        except BaseException as e:  # handed to the caller's thread
+            out["error"] = e
+
+    t = threading.Thread(target=target, name="timm-pretrained-load", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    if t.is_alive():
+        raise ConfigError("paradigm.weights", "timm", f"weights for {name} loadable from the local cache within "
+                          f"{timeout_s:.0f} s ({cache_locations()})")
+    if "error" in out:
+        e = out["error"]
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+        raise ConfigError("paradigm.weights", "timm", f"loadable pretrained weights for {name} "
+                          f"({type(e).__name__}: {first}; {cache_locations()})")
+    return out["model"]
+
+
+# ------------------------------------------------------------------------------------------ fine-tune
+
+
+def finetune_groups(model: nn.Module, mode: str, partial_blocks: int, backbone_lr_scale: float,
+                    lr: float) -> tuple[list[dict[str, Any]], str]:
+    """Freeze what ``mode`` keeps fixed and return the optimizer's param groups and a note.
+
+    Frozen parameters get ``requires_grad=False`` and are left out of the optimizer; BatchNorm layers
+    that are entirely frozen stay in eval mode. ``backbone_lr_scale`` != 1 puts the trainable backbone
+    parameters in their own group with lr × scale (0 freezes them: no gradient computed at all).
+    """
+    core = parts.unwrap(model)
+    head = parts.param_names(core, [parts.head_name(core)])
+    named = dict(core.named_parameters())
+    if mode == "full":
+        trainable = set(named)
+    elif mode == "head":
+        trainable = set(head)
+    else:
+        blocks = parts.block_names(core)
+        last = [m for b in blocks[-partial_blocks:] for m in b] if partial_blocks else []
+        trainable = head | parts.param_names(core, last)
+    if backbone_lr_scale == 0:
+        trainable = trainable & head
+    for n, prm in named.items():
+        prm.requires_grad_(n in trainable)
+    pinned = parts.pin_frozen_norms(core)
+
+    head_params = [prm for n, prm in named.items() if n in trainable and n in head]
+    body_params = [prm for n, prm in named.items() if n in trainable and n not in head]
+    if backbone_lr_scale == 1 or not body_params:
+        groups = [{"params": head_params + body_params}]
+    else:
+        groups = [{"params": head_params}, {"params": body_params, "lr": lr * backbone_lr_scale}]
+    n_train = sum(prm.numel() for n, prm in named.items() if n in trainable)
+    n_all = sum(prm.numel() for prm in named.values())
+    what = {"full": "all layers", "head": "head only",
+            "partial": f"head + last {partial_blocks} block(s)"}[mode]
+    note = f"fine-tuning {what}: {n_train:,} of {n_all:,} parameters trainable"
+    if pinned:
+        note += f"; {pinned} frozen BatchNorm layer(s) keep their statistics"
+    if backbone_lr_scale not in (0, 1) and body_params:
+        note += f"; backbone lr × {backbone_lr_scale:g}"
+    return groups, note
