@@ -85,3 +85,24 @@ def test_callback_ignores_other_launchers() -> None:
     cfg = OmegaConf.create({"hydra": {"launcher": {"_target_": "hydra._internal.core_plugins.basic_launcher."
                                                                 "BasicLauncher"}}})
     sc.SlurmCheck().on_multirun_start(cfg)  # no sinfo call, no exit
+
+
+def test_stop_request_chain_survives_a_refused_requeue() -> None:
+    """submitit raises UncompletedJobError when max_num_timeout is spent: the run keeps its result."""
+    import signal
+
+    from powertrain.run import StopRequest
+
+    def refuse(signum: int, frame: object) -> None:
+        raise RuntimeError("Job not requeued because: timed-out too many times.")
+
+    previous = signal.signal(signal.SIGUSR2, refuse)
+    try:
+        stop = StopRequest()
+        stop.install()
+        signal.raise_signal(signal.SIGUSR2)
+        assert stop()
+        stop.uninstall()
+        stop.chain()  # logged, not raised
+    finally:
+        signal.signal(signal.SIGUSR2, previous)

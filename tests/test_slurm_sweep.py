@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from slurm_fixtures import known_job_ids, run, scancel_quietly, slurm_cluster, wait_for
+from slurm_fixtures import job_state, known_job_ids, run, scancel_quietly, slurm_cluster, wait_for
 
 pytestmark = pytest.mark.slurm
 __all__ = ["slurm_cluster"]  # the fixture is used by name; re-exported so ruff keeps the import
@@ -143,3 +143,37 @@ def test_impossible_request_fails_before_submitting(slurm_cluster: Any, tmp_path
     assert len(lines) == 1 and lines[0].startswith("powertrain: error: ") and message in lines[0], lines
     assert not (sweep / ".submitit").exists()
     assert known_job_ids() == before, "a job was submitted"
+
+
+def test_preempted_task_checkpoints_requeues_and_resumes(slurm_cluster: Any, tmp_path: Path) -> None:
+    """USR2 (what Slurm sends before the time limit or on preemption) -> checkpoint, result.json
+    ``preempted``, submitit requeues the task (max_num_timeout=1), it resumes in the same job dir."""
+    sweep = tmp_path / "sweep"
+    # job 0 trains long enough to be signalled mid-run; job 1 makes it an array like any sweep
+    cmd = _cmd("hydra.launcher.max_num_timeout=1", "max_epochs=100,1", f"hydra.sweep.dir={sweep}")
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        arrays = wait_for(lambda: _array_ids(sweep), 60, "the array to be submitted")
+        task0 = f"{arrays[0]}_0"
+        log0 = sweep / ".submitit" / task0 / f"{task0}_0_log.out"
+        # training has started (the first epoch line), so powertrain's StopRequest handler is installed
+        wait_for(lambda: log0.exists() and "epoch   1/" in log0.read_text(), 90, f"{task0} to train", 0.5)
+        assert run(["scancel", "--signal=USR2", task0]).returncode == 0
+        # Slurm holds a requeued job for the credential lifetime (120 s BeginTime); release it now
+        wait_for(lambda: job_state(task0) == "PENDING", 60, f"{task0} to be requeued", 0.5)
+        assert _result(sweep / "0")["status"] == "preempted"
+        assert (sweep / "0" / "checkpoint.pt").exists()
+        run(["scontrol", "update", f"JobId={task0}", "StartTime=now"])
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        scancel_quietly(*_array_ids(sweep))
+    assert proc.returncode == 0, err[-3000:]
+    r = _result(sweep / "0")
+    assert r["status"] == "completed" and r["metrics"]["epochs"] == 100
+    assert r["run"]["attempts"] == 2
+    assert [a["status"] for a in r["run"]["attempt_history"]] == ["preempted", "completed"]
+    assert [row["attempts"] for row in _summary_rows(sweep)] == [2, 1]

@@ -64,7 +64,14 @@ class StopRequest:
         """Call the deferred earlier handler of the received signal (may requeue and exit)."""
         handler, self._deferred = self._deferred, None
         if handler is not None and self.signum is not None:
-            handler(self.signum, None)
+            try:
+                handler(self.signum, None)
+            except Exception as e:
+                # submitit raises "Job not requeued because: timed-out too many times" (max_num_timeout
+                # spent) to end the task; the run is checkpointed and its result.json says preempted,
+                # so the task returns that result instead of failing its Hydra job (which aborts the
+                # sweep before its summary). A requeue exits with SystemExit, which still propagates.
+                log.warning("not requeued: %s", str(e).strip().splitlines()[0] if str(e).strip() else e)
 
 
 def _autocast_factory(precision: str, device: Any) -> Any:
