@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+_CLUSTER_SH = REPO / "slurm" / "cluster.sh"
 
 
 @pytest.fixture
@@ -74,3 +76,15 @@ def cli() -> Callable[..., subprocess.CompletedProcess]:
         return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 
     return _run
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> subprocess.CompletedProcess:
+    if os.geteuid() != 0:
+        pytest.skip("the local Slurm cluster needs root (writes /etc/slurm, starts daemons)")
+    if shutil.which("slurmctld") is None and shutil.which("apt-get") is None:
+        pytest.skip("Slurm is not installed and apt-get is unavailable to install it")
+    proc = subprocess.run(["bash", str(_CLUSTER_SH), "up"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"cluster.sh up failed:\n{proc.stdout}\n{proc.stderr}"
+    # Left running for later Slurm tests; `up` on a running cluster is a no-op.
+    return proc

@@ -1,28 +1,23 @@
 """The local Slurm cluster as a pytest fixture, and small bounded helpers for tests that use it.
 
-Same pattern as tests/test_slurm_cluster.py (a session fixture running the idempotent
-`bash slurm/cluster.sh up`); kept here rather than in conftest.py so Slurm tests can share it by
-``from slurm_fixtures import slurm_cluster``. Every wait is bounded.
+The session fixture ``slurm_cluster`` itself lives in conftest.py (so tests use it by name); the helpers
+here are imported explicitly. Every wait is bounded.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_SH = REPO / "slurm" / "cluster.sh"
 
 
-def run(cmd: list[str], timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+def run(cmd: list[str], timeout: float = 30, check: bool = False) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=check)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
@@ -56,15 +51,3 @@ def scancel_quietly(*job_ids: str) -> None:
             run(["scancel", *job_ids], timeout=20)
         except (OSError, subprocess.SubprocessError):
             pass
-
-
-@pytest.fixture(scope="session")
-def slurm_cluster() -> subprocess.CompletedProcess:
-    if os.geteuid() != 0:
-        pytest.skip("the local Slurm cluster needs root (writes /etc/slurm, starts daemons)")
-    if shutil.which("slurmctld") is None and shutil.which("apt-get") is None:
-        pytest.skip("Slurm is not installed and apt-get is unavailable to install it")
-    proc = subprocess.run(["bash", str(CLUSTER_SH), "up"], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"cluster.sh up failed:\n{proc.stdout}\n{proc.stderr}"
-    # Left running for later Slurm tests; `up` on a running cluster is a no-op.
-    return proc

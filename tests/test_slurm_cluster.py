@@ -10,56 +10,21 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
+from slurm_fixtures import CLUSTER_SH
+from slurm_fixtures import job_state as _job_state
+from slurm_fixtures import run as _run
+from slurm_fixtures import wait_for as _wait_for
+
 pytestmark = pytest.mark.slurm
 
-REPO = Path(__file__).resolve().parents[1]
-CLUSTER_SH = REPO / "slurm" / "cluster.sh"
-
-
-def _run(cmd: list[str], timeout: float = 30, check: bool = False) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=check)
-
-
-def _wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def _job_state(job_id: str) -> str:
-    out = _run(["scontrol", "show", "job", "-o", job_id]).stdout
-    for token in out.split():
-        if token.startswith("JobState="):
-            return token.split("=", 1)[1]
-    return ""
 
 
 def _node_cpus() -> int:
     return int(_run(["sinfo", "-h", "-o", "%c"], check=True).stdout.split()[0])
-
-
-@pytest.fixture(scope="session")
-def slurm_cluster():
-    if os.geteuid() != 0:
-        pytest.skip("the local Slurm cluster needs root (writes /etc/slurm, starts daemons)")
-    if shutil.which("slurmctld") is None and shutil.which("apt-get") is None:
-        pytest.skip("Slurm is not installed and apt-get is unavailable to install it")
-    proc = subprocess.run(["bash", str(CLUSTER_SH), "up"], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"cluster.sh up failed:\n{proc.stdout}\n{proc.stderr}"
-    # The cluster is left running: other Slurm tests (Hydra multirun) reuse it, and
-    # `up` on a running cluster is a no-op. `bash slurm/cluster.sh down` stops it.
-    return proc
 
 
 def test_up_is_idempotent(slurm_cluster):

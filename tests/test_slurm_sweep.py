@@ -21,10 +21,9 @@ from typing import Any
 
 import pytest
 
-from slurm_fixtures import job_state, known_job_ids, run, scancel_quietly, slurm_cluster, wait_for
+from slurm_fixtures import job_state, known_job_ids, run, scancel_quietly, wait_for
 
 pytestmark = pytest.mark.slurm
-__all__ = ["slurm_cluster"]  # the fixture is used by name; re-exported so ruff keeps the import
 
 # The mission's grid, kept small: one epoch on 256 digits is ~3 s of training per job.
 GRID = ["optimizer=sgd,adam", "batch_size=32,256", "max_epochs=1", "dataset.limit_train=256"]
