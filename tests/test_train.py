@@ -93,3 +93,23 @@ def test_each_optimizer_learns(tiny_cfg, tmp_path, optimizer):
     losses = [row["train_loss"] for row in r["history"]]
     assert r["status"] == "completed" and losses[-1] < losses[0]
     assert r["metrics"]["final_accuracy"] > 0.3  # 10 classes: chance is 0.1
+
+
+@pytest.fixture
+def restore_threads():
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def test_slurm_cpu_grant_sizes_the_thread_pool(tiny_cfg, tmp_path, monkeypatch, restore_threads):
+    # two array tasks on one node must not each start a full OpenMP pool
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    r = run(tiny_cfg(max_epochs=1), tmp_path / "slurm")
+    assert r["hardware"]["cpu_threads"] == 1
+    # an explicit setting wins over Slurm's grant
+    r = run(tiny_cfg(max_epochs=1, **{"hardware.cpu_threads": 2}), tmp_path / "explicit")
+    assert r["hardware"]["cpu_threads"] == 2

@@ -105,6 +105,9 @@ class HardwareConfig:
     assumptions: list[str] = field(default_factory=list)  # which numbers above are assumptions
     # hardware=auto: case-insensitive substrings of torch.cuda.get_device_name that select this profile
     match: list[str] = field(default_factory=list)
+    # CPU threads for torch's intra-op pool. None = $SLURM_CPUS_PER_TASK inside a Slurm job (so array
+    # tasks sharing a node do not oversubscribe it), else torch's default; $OMP_NUM_THREADS always wins.
+    cpu_threads: Optional[int] = None
 
 
 @dataclass
@@ -329,6 +332,7 @@ CHECKS: dict[str, Callable[[Any], Optional[str]]] = {
     "hardware.embodied_kgco2e": _optional(_non_negative),
     "hardware.lifetime_years": _optional(_positive),
     "hardware.utilization": _optional(_fraction_open_closed),
+    "hardware.cpu_threads": _optional(_at_least(1)),
     "paradigm.name": _one_of(PARADIGMS),
     "paradigm.finetune": _one_of(("full", "head", "partial")),
     "paradigm.partial_blocks": _at_least(1),

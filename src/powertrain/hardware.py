@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
-from typing import Any
+from typing import Any, Optional
 
 from powertrain.energy.estimate import cpu_model
 
@@ -22,6 +22,23 @@ def resolve_device(device: str) -> Any:
     return torch.device(device)
 
 
+def set_cpu_threads(requested: Optional[int]) -> int:
+    """Size torch's intra-op thread pool; returns the thread count in use.
+
+    Two OpenMP threads per job on a node already busy with other jobs can make a small model ten times
+    slower (measured here with two array tasks on a 2-core node), so inside a Slurm job the pool follows
+    the CPUs Slurm granted. An explicit ``$OMP_NUM_THREADS`` is the user's choice and is left alone.
+    """
+    import torch
+
+    if requested is None and "OMP_NUM_THREADS" not in os.environ:
+        slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+        requested = int(slurm) if slurm.isdigit() and int(slurm) > 0 else None
+    if requested is not None:
+        torch.set_num_threads(requested)
+    return torch.get_num_threads()
+
+
 def describe(device: Any, profile: Any) -> dict[str, Any]:
     """The ``hardware`` section of result.json."""
     import torch
@@ -33,6 +50,7 @@ def describe(device: Any, profile: Any) -> dict[str, Any]:
         "platform": platform.platform(),
         "torch": torch.__version__,
         "profile": profile.name,
+        "cpu_threads": torch.get_num_threads(),
         "gpus": [],
         "driver": None,
     }

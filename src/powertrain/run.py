@@ -224,6 +224,7 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
         from powertrain.train import FitState, fit
 
         device = hw.resolve_device(cfg.hardware.device)
+        hw.set_cpu_threads(cfg.hardware.cpu_threads)
         profile = select_profile(cfg.hardware, device)
         result["hardware"] = hw.describe(device, profile)
         _seed_everything(cfg.seed)
