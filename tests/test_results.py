@@ -106,6 +106,9 @@ def test_runtime_failure_still_writes_a_complete_failed_result(tiny_cfg, tmp_pat
     assert "Traceback" in r["traceback"]
     assert read_result(tmp_path)["status"] == "failed"
     assert _no_temp_files(tmp_path) == []
+    # the two steps done before the failure were metered, and so was loading the data
+    assert r["energy"]["train_j"] > 0 and r["energy"]["total_j"] == pytest.approx(r["energy"]["train_j"])
+    assert r["energy"]["setup_j"] > 0
 
 
 def test_config_error_found_while_building_is_recorded_and_raised(tiny_cfg, tmp_path):

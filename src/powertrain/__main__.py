@@ -22,6 +22,14 @@ def _fail(err: ConfigError | str) -> None:
     sys.exit(2)
 
 
+def _bad_input(err: ConfigError, multirun: bool) -> dict[str, Any]:
+    """One line on stderr; a single run exits 2, a multirun job becomes a failed row and the sweep goes on."""
+    if not multirun:
+        _fail(err)
+    print(f"powertrain: error: {err}", file=sys.stderr, flush=True)
+    return {"status": "failed", "error": str(err)}
+
+
 def task(dcfg: Any) -> Any:
     """The Hydra task function: one job of a run or a multirun."""
     from hydra.core.hydra_config import HydraConfig
@@ -48,10 +56,7 @@ def task(dcfg: Any) -> Any:
                                "run": {"id": run_dir.name, "dir": str(run_dir), "overrides": overrides,
                                        "started_at": now_iso(), "finished_at": now_iso()},
                                "config": config_dict})
-        if multirun:
-            print(f"powertrain: error: {e}", file=sys.stderr, flush=True)
-            return {"status": "failed", "error": str(e)}
-        _fail(e)
+        return _bad_input(e, multirun)
     from powertrain.experiments import DRIVERS
 
     experiment = hc.runtime.choices.get("experiment")
@@ -63,10 +68,7 @@ def task(dcfg: Any) -> Any:
             return {"status": summary["status"], "dir": str(run_dir)}
         result = run(cfg, run_dir, overrides, sweep_id=sweep_id, config_dict=config_dict)
     except ConfigError as e:  # found while building (e.g. a dataset root without the files)
-        if multirun:
-            print(f"powertrain: error: {e}", file=sys.stderr, flush=True)
-            return {"status": "failed", "error": str(e)}
-        _fail(e)
+        return _bad_input(e, multirun)
     if not multirun:
         code = exit_code(result["status"])
         if code:

@@ -17,6 +17,7 @@ from torch import nn
 from powertrain.config import RunConfig
 from powertrain.data import describe, load_dataset
 from powertrain.models import create_model
+from powertrain.registry import Registry
 from powertrain.train import ClassificationTask, Task
 
 
@@ -31,15 +32,8 @@ class Setup:
 
 
 Builder = Callable[[RunConfig, torch.device, Callable[[], Any]], Setup]
-PARADIGMS: dict[str, Builder] = {}
-
-
-def register_paradigm(name: str) -> Callable[[Builder], Builder]:
-    def deco(fn: Builder) -> Builder:
-        PARADIGMS[name] = fn
-        return fn
-
-    return deco
+PARADIGMS: Registry[Builder] = Registry()
+register_paradigm = PARADIGMS.register
 
 
 def build_setup(cfg: RunConfig, device: torch.device, autocast: Callable[[], Any]) -> Setup:

@@ -201,7 +201,7 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
         "hardware": None,
     }
     stop = StopRequest()
-    meter = ledger = tracker = None
+    meter = ledger = tracker = profile = None
     fit_result = None
     prior_wall_s = 0.0
     intensity = None
@@ -227,6 +227,17 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
         hw.set_cpu_threads(cfg.hardware.cpu_threads)
         profile = select_profile(cfg.hardware, device)
         result["hardware"] = hw.describe(device, profile)
+
+        on_gpu = device.type == "cuda"
+        meter = build_meter(cfg.energy, device.type, cpu_tdp_w=None if on_gpu else profile.tdp_w,
+                            gpu_tdp_w=profile.tdp_w if on_gpu else None,
+                            sync=torch.cuda.synchronize if on_gpu else None)
+        if cfg.verbose:
+            print(f"energy: {meter.describe()}", flush=True)
+        # loading data and building the model cost energy too: billed to "setup", reported apart from
+        # training (energy.setup_j) so runs compare on training energy yet nothing goes unmetered
+        ledger = Ledger()  # replaced by the checkpoint's on resume
+        meter.begin_window("setup")
         _seed_everything(cfg.seed)
         autocast = _autocast_factory(cfg.precision, device)
 
@@ -239,8 +250,9 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
         scheduler = build_scheduler(cfg.optimizer, optimizer, cfg.max_epochs)
         scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
         train_model = torch.compile(model) if cfg.compile else model
+        m_setup = meter.end_window("setup")
 
-        ledger, state, attempts = Ledger(), FitState(), []
+        state, attempts = FitState(), []
         ckpt_path = run_dir / CHECKPOINT
         ck = _resumable_checkpoint(ckpt_path, result["config"])
         if ck is not None:  # a requeued or resumed attempt: continue, and keep every joule so far
@@ -257,14 +269,8 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
             if cfg.verbose:
                 print(f"resuming {run_dir} at epoch {state.epoch} (attempt {len(attempts) + 1}, "
                       f"{ledger.total_j():.1f} J so far)", flush=True)
+        ledger.add("setup", m_setup)
 
-        sync = torch.cuda.synchronize if device.type == "cuda" else None
-        on_gpu = device.type == "cuda"
-        meter = build_meter(cfg.energy, device.type, cpu_tdp_w=None if on_gpu else profile.tdp_w,
-                            gpu_tdp_w=profile.tdp_w if on_gpu else None, sync=sync)
-        meter.start()
-        if cfg.verbose:
-            print(f"energy: {meter.describe()}", flush=True)
         if cfg.energy.idle_baseline_s > 0:
             from powertrain.energy.idle import mean_power_w, measure_idle
 
@@ -320,9 +326,12 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
     finally:
         stop.uninstall()
         if meter is not None:
+            for m in meter.end_open_windows():  # failed mid-window: keep the energy spent so far
+                if ledger is not None:
+                    ledger.add(m.name, m)
             meter.close()
         wall_s = time.perf_counter() - t0 + prior_wall_s
-        _fill_result(result, cfg, fit_result, ledger, wall_s, intensity)
+        _fill_result(result, cfg, fit_result, ledger, wall_s, intensity, profile)
         if not keep_previous_result:
             write_result(run_dir, result)
         if tracker is not None:
@@ -334,7 +343,7 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
 
 
 def _fill_result(result: dict[str, Any], cfg: RunConfig, fit_result: Any, ledger: Any, wall_s: float,
-                 intensity: Any) -> None:
+                 intensity: Any, profile: Any) -> None:
     result["run"]["finished_at"] = now_iso()
     result["time"]["wall_s"] = wall_s
     if fit_result is not None:
@@ -358,6 +367,7 @@ def _fill_result(result: dict[str, Any], cfg: RunConfig, fit_result: Any, ledger
         e = result["energy"]
         e["train_j"], e["eval_j"] = ledger.phase_j("train"), ledger.phase_j("eval")
         e["total_j"] = e["train_j"] + e["eval_j"]
+        e["setup_j"] = ledger.phase_j("setup")  # data loading + model building, outside total_j
         e["components"] = ledger.components()
         e["measured_fraction"] = ledger.measured_fraction()
         if e["idle_baseline_w"] is not None:
@@ -370,14 +380,8 @@ def _fill_result(result: dict[str, Any], cfg: RunConfig, fit_result: Any, ledger
             e["total_with_upstream_j"] = None if e["upstream_j"] is None else e["total_j"] + e["upstream_j"]
     try:
         from powertrain import carbon
-        from powertrain.profiles import select_profile
 
-        hw_profile = None
-        if result.get("hardware"):
-            import torch
-
-            hw_profile = select_profile(cfg.hardware, torch.device(result["hardware"]["device"]))
-        result["carbon"] = carbon.account(cfg.carbon, intensity, hw_profile or cfg.hardware,
+        result["carbon"] = carbon.account(cfg.carbon, intensity, profile or cfg.hardware,
                                           energy_j=result["energy"]["total_j"] or 0.0, wall_s=wall_s)
         upstream = result.get("upstream")
         if upstream and result["carbon"] is not None:

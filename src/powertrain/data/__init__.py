@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from powertrain.config import DatasetConfig
+from powertrain.registry import Registry
 
 
 @dataclass
@@ -37,17 +38,9 @@ class DataSplits:
 
 
 Loader = Callable[[DatasetConfig], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]]
-DATASETS: dict[str, Loader] = {}
-
-
-def register_dataset(name: str) -> Callable[[Loader], Loader]:
-    """Register a loader returning raw (x_train, y_train, x_test, y_test, num_classes)."""
-
-    def deco(fn: Loader) -> Loader:
-        DATASETS[name] = fn
-        return fn
-
-    return deco
+# loaders return raw (x_train, y_train, x_test, y_test, num_classes)
+DATASETS: Registry[Loader] = Registry()
+register_dataset = DATASETS.register
 
 
 def load_dataset(cfg: DatasetConfig) -> DataSplits:

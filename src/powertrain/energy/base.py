@@ -294,6 +294,16 @@ class EnergyMeter:
             )
         return Measurement(name=name, time_s=t1 - t0, components=comps)
 
+    def end_open_windows(self) -> list[Measurement]:
+        """End every window still open (a run that failed mid-epoch), so its joules are not lost."""
+        out = []
+        for name in list(self._open):
+            try:
+                out.append(self.end_window(name))
+            except Exception:  # a failing source must not hide the run's own error
+                self._open.pop(name, None)
+        return out
+
     def close(self) -> None:
         for s in self.sources:
             try:

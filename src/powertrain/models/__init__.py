@@ -15,17 +15,11 @@ import torch
 from torch import nn
 
 from powertrain.config import ConfigError, ModelConfig
+from powertrain.registry import Registry
 
 Builder = Callable[[ModelConfig, tuple[int, int, int], int], nn.Module]
-MODELS: dict[str, Builder] = {}
-
-
-def register_model(family: str) -> Callable[[Builder], Builder]:
-    def deco(fn: Builder) -> Builder:
-        MODELS[family] = fn
-        return fn
-
-    return deco
+MODELS: Registry[Builder] = Registry()
+register_model = MODELS.register
 
 
 class Resize(nn.Module):
