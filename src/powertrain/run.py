@@ -404,8 +404,9 @@ def print_summary(result: dict[str, Any], run_dir: Path) -> None:
     if e["total_j"] is not None:
         share = e["measured_fraction"]
         share_txt = f"{share * 100:.0f}% measured" if share is not None else "nothing metered"
+        setup = f"; setup {e['setup_j']:.1f} J not in total" if e.get("setup_j") else ""
         lines.append(f"energy: {e['total_j']:.1f} J = {e['total_j'] / 3600:.4f} Wh ({share_txt}; "
-                     f"train {e['train_j']:.1f} J, eval {e['eval_j']:.1f} J)")
+                     f"train {e['train_j']:.1f} J, eval {e['eval_j']:.1f} J{setup})")
     if m["energy_to_target_j"] is not None:
         target = m["target_accuracy"] if m["target_accuracy"] is not None else "(every task's)"
         lines.append(f"energy to target {target}: {m['energy_to_target_j']:.1f} J")
