@@ -237,6 +237,15 @@ def test_pretrain_finetune_experiment_writes_the_break_even(tmp_path: Path) -> N
     assert s["break_even_n"] == break_even(e_pre, e_ft, e_sc)
 
 
+def test_pretrain_finetune_names_its_own_key_for_an_unknown_pretrain_preset(tmp_path: Path) -> None:
+    from powertrain.experiments import pretrain_finetune
+
+    cfg = finetune_cfg(**{"paradigm.pretrain_dataset": "nope", "target_accuracy": 0.3})
+    with pytest.raises(ConfigError, match="dataset preset names") as err:
+        pretrain_finetune(cfg, tmp_path / "exp", [])
+    assert err.value.key == "paradigm.pretrain_dataset"
+
+
 def test_experiment_presets_compose(tmp_path: Path) -> None:
     from hydra import compose, initialize_config_dir
 

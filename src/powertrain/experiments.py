@@ -78,7 +78,7 @@ def _start(name: str, out_dir: Path, overrides: list[str], sweep_id: Optional[st
 
 def pretrain_finetune(cfg: RunConfig, out_dir: Path, overrides: list[str], sweep_id: Optional[str] = None) -> dict[str, Any]:
     """Pretrain, fine-tune from that run, and train from scratch; report the break-even (see module doc)."""
-    from powertrain.paradigm_multitask import dataset_preset
+    from powertrain.data import dataset_preset
 
     p = cfg.paradigm
     if p.name != "pretrained" or not p.pretrain_dataset:
@@ -96,7 +96,7 @@ def pretrain_finetune(cfg: RunConfig, out_dir: Path, overrides: list[str], sweep
 
     pre = copy.deepcopy(cfg)
     pre.paradigm = ParadigmConfig(name="scratch")
-    pre.dataset = dataset_preset(p.pretrain_dataset)
+    pre.dataset = dataset_preset(p.pretrain_dataset, "paradigm.pretrain_dataset")
     pre.target_accuracy, pre.save_checkpoint = None, True  # pretraining runs its epochs; its weights are kept
     r_pre = _run(pre, out_dir, "pretrain", overrides,
                  [f"dataset={p.pretrain_dataset}", "paradigm=scratch", "target_accuracy=null", "save_checkpoint=true"], exp_id)
@@ -145,7 +145,7 @@ def pretrain_finetune(cfg: RunConfig, out_dir: Path, overrides: list[str], sweep
 
 def multitask_vs_single(cfg: RunConfig, out_dir: Path, overrides: list[str], sweep_id: Optional[str] = None) -> dict[str, Any]:
     """The multitask run and one single-task run per task, each to the same targets; the energy saved."""
-    from powertrain.paradigm_multitask import dataset_preset
+    from powertrain.data import dataset_preset
 
     p = cfg.paradigm
     if p.name != "multitask" or len(p.tasks) < 2:

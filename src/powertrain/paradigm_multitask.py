@@ -17,45 +17,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import fields
 from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from powertrain.config import CHECKS, ConfigError, DatasetConfig, RunConfig, check_value
-from powertrain.data import DataSplits, DeviceBatches, describe, load_dataset
+from powertrain.config import ConfigError, RunConfig
+from powertrain.data import DataSplits, DeviceBatches, dataset_preset, describe, load_dataset
 from powertrain.models import create_model
 from powertrain.models.parts import split_for_heads
 from powertrain.paradigms import Setup, register_paradigm
 from powertrain.train import evaluate_split
-
-
-def dataset_preset(name: str) -> DatasetConfig:
-    """The ``DatasetConfig`` of ``conf/dataset/<name>.yaml`` (its values merged onto the schema defaults)."""
-    from omegaconf import OmegaConf
-
-    from powertrain.paths import conf_dir
-
-    folder = conf_dir() / "dataset"
-    path = folder / f"{name}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
-        raise ConfigError("paradigm.tasks", name, f"dataset preset names from conf/dataset: {known}")
-    values = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    assert isinstance(values, dict)
-    values.pop("defaults", None)
-    known_keys = {f.name for f in fields(DatasetConfig)}
-    unknown = sorted(set(values) - known_keys)
-    if unknown:
-        raise ConfigError("paradigm.tasks", name, f"a preset with DatasetConfig keys only ({unknown[0]} is not one)")
-    ds = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DatasetConfig), values))
-    assert isinstance(ds, DatasetConfig)
-    for key in CHECKS:
-        if key.startswith("dataset."):
-            check_value(key, getattr(ds, key.split(".", 1)[1]))
-    return ds
 
 
 class MultiHead(nn.Module):

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from powertrain.config import DatasetConfig
+from powertrain.config import CHECKS, ConfigError, DatasetConfig, check_value
 from powertrain.registry import Registry
 
 
@@ -62,11 +62,40 @@ def load_dataset(cfg: DatasetConfig) -> DataSplits:
     return DataSplits(cfg.name, x_tr.contiguous(), y_tr.long(), x_te.contiguous(), y_te.long(), k)
 
 
+def dataset_preset(name: str, key: str = "paradigm.tasks") -> DatasetConfig:
+    """The ``DatasetConfig`` of ``conf/dataset/<name>.yaml`` (its values merged onto the schema defaults).
+
+    ``key`` is the setting that named the preset, for the ConfigError when it is not a usable one.
+    """
+    from dataclasses import fields
+
+    from omegaconf import OmegaConf
+
+    from powertrain.paths import conf_dir
+
+    folder = conf_dir() / "dataset"
+    path = folder / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+        raise ConfigError(key, name, f"dataset preset names from conf/dataset: {known}")
+    values = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    assert isinstance(values, dict)
+    values.pop("defaults", None)
+    known_keys = {f.name for f in fields(DatasetConfig)}
+    unknown = sorted(set(values) - known_keys)
+    if unknown:
+        raise ConfigError(key, name, f"a preset with DatasetConfig keys only ({unknown[0]} is not one)")
+    ds = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DatasetConfig), values))
+    assert isinstance(ds, DatasetConfig)
+    for dotted in CHECKS:
+        if dotted.startswith("dataset."):
+            check_value(dotted, getattr(ds, dotted.split(".", 1)[1]))
+    return ds
+
+
 def _select_classes(cfg: DatasetConfig, x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor,
                     y_te: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """Keep the samples of ``cfg.classes`` and renumber their labels 0..len(classes)-1 in that order."""
-    from powertrain.config import ConfigError
-
     if max(cfg.classes) >= k:
         raise ConfigError("dataset.classes", list(cfg.classes), f"class indices below {k} for {cfg.name}")
     relabel = torch.full((k,), -1, dtype=torch.long)
