@@ -62,6 +62,16 @@ def test_campaign_counts_every_joule_and_rounds_to_best(sweep: Path) -> None:
     assert c["energy_to_best_j"] == pytest.approx(145.0)
 
 
+def test_objectives_given_over_a_study_take_their_own_directions(sweep: Path) -> None:
+    # a study of one maximized objective must not lend its direction to other objectives asked for
+    (sweep / report.STUDY_JSON).write_text(json.dumps(
+        {"objectives": ["accuracy"], "directions": ["maximize"], "trials": []}))
+    s = report.summarize(sweep, objectives=["energy", "accuracy"])
+    assert s["directions"] == ["minimize", "maximize"]
+    assert sorted(p["job"] for p in s["pareto_front"]) == ["10", "2"]
+    assert report.summarize(sweep)["directions"] == ["maximize"]
+
+
 def test_pareto_front_accuracy_vs_energy(sweep: Path) -> None:
     s = report.summarize(sweep, objectives=["accuracy", "energy"])
     assert s["directions"] == ["maximize", "minimize"]

@@ -190,8 +190,9 @@ def summarize(sweep_dir: Path, objectives: Optional[Sequence[str]] = None,
             t = by_job.get(r["job"])
             if t is not None:
                 r["trial"] = t.get("number")
-        objectives = objectives or study.get("objectives")
-        directions = directions or study.get("directions")
+        if not objectives:  # the study's directions belong to the study's objectives only
+            objectives = study.get("objectives")
+            directions = directions or study.get("directions")
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
