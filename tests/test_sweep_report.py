@@ -113,6 +113,18 @@ def test_search_space_from_params_and_command_line() -> None:
         "max_epochs=1", "optimizer.lr=0.001", "optimizer=adam", "x=true"]
 
 
+def test_descending_range_is_an_integer_space() -> None:
+    import optuna.distributions as od
+
+    from powertrain.sweep import build_space
+
+    _, space = build_space({}, ["model.linear_layers=range(5,1,-2)"])
+    p = space["model.linear_layers"]
+    assert p.grid_values == [5, 3]
+    assert isinstance(p.distribution, od.IntDistribution)
+    assert (p.distribution.low, p.distribution.high, p.distribution.step) == (3, 5, 2)
+
+
 @pytest.mark.parametrize("params, argv, match", [
     ({}, ["optimizer.lr=interval(0.1, 0.01)"], "low < high"),
     ({}, ["optimizer.lr=tag(log, interval(0, 1))"], "low > 0"),

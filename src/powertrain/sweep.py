@@ -133,8 +133,9 @@ def parse_param(key: str, override: Any) -> Optional[Param]:
         for x in (values[0], values[-1]):
             _check_bound(key, x)
         if all(isinstance(x, int) for x in values):
-            step = values[1] - values[0] if len(values) > 1 else 1
-            return Param(key, od.IntDistribution(values[0], values[-1], step=step), values)
+            # range(5,1,-1) counts down: the distribution needs low <= high and a positive step
+            step = abs(values[1] - values[0]) if len(values) > 1 else 1
+            return Param(key, od.IntDistribution(min(values), max(values), step=step), values)
         return Param(key, od.CategoricalDistribution(values), values)
     if isinstance(v, IntervalSweep):
         lo, hi, log = v.start, v.end, "log" in tags
