@@ -182,3 +182,28 @@ def test_counter_failing_mid_run_keeps_joules_and_estimates_on(tmp_path):
     assert "FileNotFoundError" in src.extra()["fallback_reason"]
     assert src.extra()["measured_method"] == "rapl"
     src.stop()
+
+
+def test_poll_between_window_reads_keeps_a_measured_window_measured(tmp_path):
+    # the poller may read a counter while the meter is reading the other sources at a window edge;
+    # the edge must record the counter's total and measured part from one reading, not from two
+    from powertrain.energy.base import EnergyMeter, Source
+
+    pc = make_powercap(tmp_path, dram=False, core=False)
+    (src,), _ = _sources(tmp_path)
+
+    class PollsInBetween(Source):
+        name, measured, polls = "other", False, 1
+
+        def read_j(self) -> float:
+            if self.polls:  # at the opening edge only
+                self.polls -= 1
+                pc.add_uj("intel-rapl:0", 1_000_000)
+                src.read_j()  # what the poll thread does, at the worst moment
+            return 0.0
+
+    meter = EnergyMeter([src, PollsInBetween()])
+    meter.begin_window("train")
+    (c, _) = meter.end_window("train").components
+    assert c.measured and c.measured_j == pytest.approx(c.energy_j) == pytest.approx(1.0)
+    meter.close()

@@ -65,6 +65,11 @@ class Source:
         """The measured part of ``read_j()`` (all of it for a measuring source, none for an estimate)."""
         return self.read_j() if self.measured else 0.0
 
+    def read(self) -> tuple[float, float]:
+        """``read_j()`` and its measured part, taken together (what a window edge records)."""
+        energy_j = self.read_j()
+        return energy_j, energy_j if self.measured else 0.0
+
     def extra(self) -> dict[str, Any]:
         """Labels to carry into the result (e.g. ``{"shared_device": True}``)."""
         return {}
@@ -179,6 +184,12 @@ class MeasuringSource(Source):
         """The measured joules as of the last ``read_j`` (frozen after a fallback)."""
         return self._measured_total_j
 
+    def read(self) -> tuple[float, float]:
+        # one lock hold: a sampling thread reading in between would otherwise make the measured part
+        # outgrow the total it belongs to, and a fully measured window would be labelled an estimate
+        with self._lock:
+            return self.read_j(), self._measured_total_j
+
     @property
     def fell_back(self) -> bool:
         return self._fallback is not None
@@ -262,7 +273,8 @@ class EnergyMeter:
         return " · ".join(s.describe() for s in self.sources) or "no energy sources"
 
     def _read(self) -> tuple[list[float], list[float]]:
-        return [s.read_j() for s in self.sources], [s.measured_j() for s in self.sources]
+        readings = [s.read() for s in self.sources]
+        return [r[0] for r in readings], [r[1] for r in readings]
 
     def begin_window(self, name: str) -> None:
         self.start()
