@@ -9,6 +9,7 @@ submitted. Every subprocess and wait is bounded; every test cancels its jobs on 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,23 @@ def _sweep(tmp_path: Path, *args: str, timeout: float) -> tuple[subprocess.Compl
     finally:
         scancel_quietly(*_array_ids(sweep))  # a timeout or a failed assert must not leave tasks queued
     return proc, sweep
+
+
+@contextlib.contextmanager
+def _sweep_in_background(tmp_path: Path, *args: str) -> Iterator[tuple[subprocess.Popen, Path, str]]:
+    """Start a sweep without waiting for it; yield (process, sweep dir, id of array task 0) once the array
+    is submitted. On the way out, a process still running is killed and the sweep's tasks are cancelled."""
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen(_cmd(*args, f"hydra.sweep.dir={sweep}"), cwd=tmp_path, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        arrays = wait_for(lambda: _array_ids(sweep), 60, "the array to be submitted")
+        yield proc, sweep, f"{arrays[0]}_0"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        scancel_quietly(*_array_ids(sweep))
 
 
 def _array_ids(sweep: Path) -> list[str]:
@@ -90,14 +109,8 @@ def test_grid_runs_as_one_array_with_local_layout(slurm_cluster: Any, tmp_path: 
 
 def test_task_killed_midrun_is_a_row_not_a_hang(slurm_cluster: Any, tmp_path: Path) -> None:
     """scancel one running task: the sweep returns promptly, the other job's result and the summary exist."""
-    sweep = tmp_path / "sweep"
     # job 0 would train for many minutes; job 1 finishes in seconds
-    cmd = _cmd("dataset=synthetic_mnist", "max_epochs=200,1", f"hydra.sweep.dir={sweep}")
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    try:
-        arrays = wait_for(lambda: _array_ids(sweep), 60, "the array to be submitted")
-        task0 = f"{arrays[0]}_0"
+    with _sweep_in_background(tmp_path, "dataset=synthetic_mnist", "max_epochs=200,1") as (proc, sweep, task0):
         wait_for(lambda: run(["squeue", "-h", "-t", "R", "-j", task0, "-o", "%i"]).stdout.strip(), 60,
                  f"{task0} to run")
         # Hydra's run_job has created the job dir: the task is inside powertrain, not in submitit's startup
@@ -106,11 +119,6 @@ def test_task_killed_midrun_is_a_row_not_a_hang(slurm_cluster: Any, tmp_path: Pa
         t_cancel = time.monotonic()
         out, err = proc.communicate(timeout=120)
         after_cancel_s = time.monotonic() - t_cancel
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-        scancel_quietly(*_array_ids(sweep))
     # submitit: state poll + 15 s grace for a result file on a slow shared filesystem; measured ~35 s
     assert after_cancel_s < 90, f"sweep took {after_cancel_s:.0f}s to notice the cancelled task"
     # a killed task is a failed row, as a failed run is in a local sweep: the sweep itself completes
@@ -147,14 +155,9 @@ def test_impossible_request_fails_before_submitting(slurm_cluster: Any, tmp_path
 def test_preempted_task_checkpoints_requeues_and_resumes(slurm_cluster: Any, tmp_path: Path) -> None:
     """USR2 (what Slurm sends before the time limit or on preemption) -> checkpoint, result.json
     ``preempted``, submitit requeues the task (max_num_timeout=1), it resumes in the same job dir."""
-    sweep = tmp_path / "sweep"
     # job 0 trains long enough to be signalled mid-run; job 1 makes it an array like any sweep
-    cmd = _cmd("hydra.launcher.max_num_timeout=1", "max_epochs=100,1", f"hydra.sweep.dir={sweep}")
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    try:
-        arrays = wait_for(lambda: _array_ids(sweep), 60, "the array to be submitted")
-        task0 = f"{arrays[0]}_0"
+    with _sweep_in_background(tmp_path, "hydra.launcher.max_num_timeout=1", "max_epochs=100,1") as (
+            proc, sweep, task0):
         log0 = sweep / ".submitit" / task0 / f"{task0}_0_log.out"
         # training has started (the first epoch line), so powertrain's StopRequest handler is installed
         wait_for(lambda: log0.exists() and "epoch   1/" in log0.read_text(), 90, f"{task0} to train", 0.5)
@@ -165,11 +168,6 @@ def test_preempted_task_checkpoints_requeues_and_resumes(slurm_cluster: Any, tmp
         assert (sweep / "0" / "checkpoint.pt").exists()
         run(["scontrol", "update", f"JobId={task0}", "StartTime=now"])
         out, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-        scancel_quietly(*_array_ids(sweep))
     assert proc.returncode == 0, err[-3000:]
     r = _result(sweep / "0")
     assert r["status"] == "completed" and r["metrics"]["epochs"] == 100
