@@ -48,14 +48,35 @@ def _part(result: dict[str, Any], label: str) -> dict[str, Any]:
             "carbon_g": (result.get("carbon") or {}).get("total_g")}
 
 
-def _run(cfg: RunConfig, out_dir: Path, part: str, overrides: list[str], changed: list[str],
-         exp_id: str) -> dict[str, Any]:
+def _run(cfg: RunConfig, out_dir: Path, part: str, overrides: list[str], exp_id: str,
+         changes: dict[str, Any], dataset_key: str = "paradigm.tasks") -> dict[str, Any]:
+    """Run ``part``: ``cfg`` with ``changes``, each written as its command-line override would be.
+
+    ``paradigm=NAME`` / ``dataset=NAME`` select a preset (an unknown dataset preset is a ConfigError on
+    ``dataset_key``), ``paradigm.KEY`` sets one paradigm value, any other key a top-level value.
+    """
+    from powertrain.data import dataset_preset
     from powertrain.run import run
 
+    part_cfg = copy.deepcopy(cfg)
+    for key, value in changes.items():
+        if key == "paradigm":
+            part_cfg.paradigm = ParadigmConfig(name=value)
+        elif key == "dataset":
+            part_cfg.dataset = dataset_preset(value, dataset_key)
+        elif key.startswith("paradigm."):
+            setattr(part_cfg.paradigm, key.split(".", 1)[1], value)
+        else:
+            setattr(part_cfg, key, value)
+    changed = [f"{k}={_override_value(v)}" for k, v in changes.items()]
     if cfg.verbose:
         print(f"\n=== {exp_id}: {part} ({' '.join(changed) or 'as configured'}) ===", flush=True)
     # the driver's own changes are listed after the user's overrides, as if given on the command line
-    return run(cfg, out_dir / part, overrides + changed, sweep_id=exp_id)
+    return run(part_cfg, out_dir / part, overrides + changed, sweep_id=exp_id)
+
+
+def _override_value(v: Any) -> str:
+    return "null" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
 
 
 def _finish(out_dir: Path, summary: dict[str, Any], lines: list[str], verbose: bool) -> dict[str, Any]:
@@ -69,17 +90,18 @@ def _finish(out_dir: Path, summary: dict[str, Any], lines: list[str], verbose: b
     return summary
 
 
-def _start(name: str, out_dir: Path, overrides: list[str], sweep_id: Optional[str]) -> dict[str, Any]:
+def _start(name: str, out_dir: Path, overrides: list[str], sweep_id: Optional[str]) -> tuple[Path, str, dict[str, Any]]:
+    """The experiment directory (absolute), its id for the parts' sweep_id, and the summary to fill in."""
     from powertrain.results import now_iso
 
-    return {"schema": SCHEMA, "experiment": name, "status": "failed", "dir": str(out_dir),
-            "overrides": overrides, "sweep_id": sweep_id, "started_at": now_iso(), "runs": {}}
+    out_dir = Path(out_dir).resolve()
+    exp_id = out_dir.name if sweep_id is None else f"{sweep_id}/{out_dir.name}"
+    return out_dir, exp_id, {"schema": SCHEMA, "experiment": name, "status": "failed", "dir": str(out_dir),
+                             "overrides": overrides, "sweep_id": sweep_id, "started_at": now_iso(), "runs": {}}
 
 
 def pretrain_finetune(cfg: RunConfig, out_dir: Path, overrides: list[str], sweep_id: Optional[str] = None) -> dict[str, Any]:
     """Pretrain, fine-tune from that run, and train from scratch; report the break-even (see module doc)."""
-    from powertrain.data import dataset_preset
-
     p = cfg.paradigm
     if p.name != "pretrained" or not p.pretrain_dataset:
         raise ConfigError("paradigm.pretrain_dataset", p.pretrain_dataset,
@@ -90,28 +112,20 @@ def pretrain_finetune(cfg: RunConfig, out_dir: Path, overrides: list[str], sweep
     if cfg.target_accuracy is None:
         raise ConfigError("target_accuracy", None, "a target for experiment=pretrain_finetune "
                           "(fine-tuning and scratch are compared at the same accuracy)")
-    out_dir = Path(out_dir).resolve()
-    exp_id = out_dir.name if sweep_id is None else f"{sweep_id}/{out_dir.name}"
-    summary = _start("pretrain_finetune", out_dir, overrides, sweep_id)
+    out_dir, exp_id, summary = _start("pretrain_finetune", out_dir, overrides, sweep_id)
 
-    pre = copy.deepcopy(cfg)
-    pre.paradigm = ParadigmConfig(name="scratch")
-    pre.dataset = dataset_preset(p.pretrain_dataset, "paradigm.pretrain_dataset")
-    pre.target_accuracy, pre.save_checkpoint = None, True  # pretraining runs its epochs; its weights are kept
-    r_pre = _run(pre, out_dir, "pretrain", overrides,
-                 [f"dataset={p.pretrain_dataset}", "paradigm=scratch", "target_accuracy=null", "save_checkpoint=true"], exp_id)
+    # pretraining runs its epochs (no target) and keeps its weights
+    r_pre = _run(cfg, out_dir, "pretrain", overrides, exp_id,
+                 {"dataset": p.pretrain_dataset, "paradigm": "scratch", "target_accuracy": None, "save_checkpoint": True},
+                 dataset_key="paradigm.pretrain_dataset")
     summary["runs"]["pretrain"] = _part(r_pre, f"pretrain on {p.pretrain_dataset}")
     if r_pre["status"] not in SUCCESS:
         return _finish(out_dir, summary, [f"pretraining ended {r_pre['status']}: {r_pre.get('error') or ''}"], cfg.verbose)
 
-    ft = copy.deepcopy(cfg)
-    ft.paradigm.from_run = str(out_dir / "pretrain")
-    r_ft = _run(ft, out_dir, "finetune", overrides, [f"paradigm.from_run={ft.paradigm.from_run}"], exp_id)
+    r_ft = _run(cfg, out_dir, "finetune", overrides, exp_id, {"paradigm.from_run": str(out_dir / "pretrain")})
     summary["runs"]["finetune"] = _part(r_ft, f"fine-tune ({p.finetune}) on {cfg.dataset.name}")
 
-    sc = copy.deepcopy(cfg)
-    sc.paradigm = ParadigmConfig(name="scratch")
-    r_sc = _run(sc, out_dir, "scratch", overrides, ["paradigm=scratch"], exp_id)
+    r_sc = _run(cfg, out_dir, "scratch", overrides, exp_id, {"paradigm": "scratch"})
     summary["runs"]["scratch"] = _part(r_sc, f"scratch on {cfg.dataset.name}")
 
     e_pre = r_pre["energy"]["total_j"]
@@ -145,8 +159,6 @@ def pretrain_finetune(cfg: RunConfig, out_dir: Path, overrides: list[str], sweep
 
 def multitask_vs_single(cfg: RunConfig, out_dir: Path, overrides: list[str], sweep_id: Optional[str] = None) -> dict[str, Any]:
     """The multitask run and one single-task run per task, each to the same targets; the energy saved."""
-    from powertrain.data import dataset_preset
-
     p = cfg.paradigm
     if p.name != "multitask" or len(p.tasks) < 2:
         raise ConfigError("paradigm.tasks", list(p.tasks), "two or more dataset presets with paradigm=multitask")
@@ -154,21 +166,15 @@ def multitask_vs_single(cfg: RunConfig, out_dir: Path, overrides: list[str], swe
     if len(targets) != len(p.tasks) or any(t is None for t in targets):
         raise ConfigError("paradigm.task_targets", list(p.task_targets), "one target per task (or target_accuracy): "
                           "multitask and single-task runs are compared at the same accuracies")
-    out_dir = Path(out_dir).resolve()
-    exp_id = out_dir.name if sweep_id is None else f"{sweep_id}/{out_dir.name}"
-    summary = _start("multitask_vs_single", out_dir, overrides, sweep_id)
+    out_dir, exp_id, summary = _start("multitask_vs_single", out_dir, overrides, sweep_id)
 
-    r_mt = _run(cfg, out_dir, "multitask", overrides, [], exp_id)
+    r_mt = _run(cfg, out_dir, "multitask", overrides, exp_id, {})
     summary["runs"]["multitask"] = _part(r_mt, "multitask " + "+".join(p.tasks))
     mt_tasks = r_mt["metrics"].get("tasks") or {}
     singles: dict[str, dict[str, Any]] = {}
     for name, target in zip(p.tasks, targets):
-        one = copy.deepcopy(cfg)
-        one.paradigm = ParadigmConfig(name="scratch")
-        one.dataset = dataset_preset(name)
-        one.target_accuracy = target
-        singles[name] = _run(one, out_dir, f"single_{name}", overrides,
-                             ["paradigm=scratch", f"dataset={name}", f"target_accuracy={target}"], exp_id)
+        singles[name] = _run(cfg, out_dir, f"single_{name}", overrides, exp_id,
+                             {"paradigm": "scratch", "dataset": name, "target_accuracy": target})
         summary["runs"][f"single_{name}"] = _part(singles[name], f"single-task {name}")
 
     e_mt = r_mt["metrics"]["energy_to_target_j"]
