@@ -126,3 +126,27 @@ def test_idle_baseline_is_mean_power(tmp_path):
     with pytest.raises(ValueError):
         measure_idle_w(meter, 0)
     meter.close()
+
+
+def test_ledger_totals_name_each_method_once_and_keep_fallback_labels():
+    from powertrain.energy.base import ComponentEnergy, Measurement
+
+    def window(name, method, measured, extra=None):
+        c = ComponentEnergy("gpu:0", "gpu", method, measured, 10.0, 10.0 if measured else 0.0, extra or {})
+        return Measurement(name, 1.0, [c])
+
+    ledger = Ledger()
+    ledger.add("train", window("train", "nvml_energy_counter", True))
+    ledger.add("eval", window("eval", "nvml_energy_counter", True))
+    ledger.add("train", window("train", "gpu_tdp_utilization_estimate", False, {"fallback_reason": "lost"}))
+    ledger.add("eval", window("eval", "gpu_tdp_utilization_estimate", False, {"fallback_reason": "lost"}))
+    assert ledger.phases["train"]["gpu:0"]["method"] == "nvml_energy_counter+gpu_tdp_utilization_estimate"
+    (gpu,) = ledger.components()
+    assert gpu["method"] == "nvml_energy_counter+gpu_tdp_utilization_estimate"  # not repeated per phase
+    assert gpu["energy_j"] == 40.0 and gpu["measured_j"] == 20.0 and not gpu["measured"]
+
+    ledger = Ledger()  # the counter fails in the last eval window, after the last train window
+    ledger.add("train", window("train", "nvml_energy_counter", True))
+    ledger.add("eval", window("eval", "gpu_tdp_utilization_estimate", False, {"fallback_reason": "lost"}))
+    (gpu,) = ledger.components()
+    assert gpu["fallback_reason"] == "lost"

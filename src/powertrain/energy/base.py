@@ -335,20 +335,28 @@ class Ledger:
     phase_time_s: dict[str, float] = field(default_factory=dict)
     epochs: list[dict[str, Any]] = field(default_factory=list)
 
+    @staticmethod
+    def _merge(into: dict[str, dict[str, Any]], c: dict[str, Any]) -> None:
+        """Add one component's row (``ComponentEnergy.to_dict`` form) to the row of the same name."""
+        acc = into.get(c["name"])
+        if acc is None:
+            into[c["name"]] = dict(c)
+            return
+        for k, v in c.items():
+            if k in ("energy_j", "measured_j"):
+                acc[k] += v
+            elif k == "measured":
+                acc[k] = acc[k] and v
+            elif k == "method":  # "a+b": every method that billed part of the joules, once each
+                methods = acc[k].split("+")
+                acc[k] = "+".join(methods + [x for x in v.split("+") if x not in methods])
+            else:  # labels: the latest wins (e.g. a fallback reason stays once it appears)
+                acc[k] = v
+
     def add(self, phase: str, m: Measurement) -> None:
         comps = self.phases.setdefault(phase, {})
         for c in m.components:
-            acc = comps.get(c.name)
-            if acc is None:
-                comps[c.name] = c.to_dict()
-                continue
-            acc["energy_j"] += c.energy_j
-            acc["measured_j"] += c.measured_j
-            acc["measured"] = acc["measured"] and c.measured
-            if c.method != acc["method"] and c.method not in acc["method"].split("+"):
-                acc["method"] = f"{acc['method']}+{c.method}"
-            for k, v in c.extra.items():
-                acc[k] = v
+            self._merge(comps, c.to_dict())
         self.phase_time_s[phase] = self.phase_time_s.get(phase, 0.0) + m.time_s
 
     def phase_j(self, phase: str) -> float:
@@ -358,16 +366,8 @@ class Ledger:
         """Per-component totals over ``phases`` (idle baseline windows are not training energy)."""
         out: dict[str, dict[str, Any]] = {}
         for phase in phases:
-            for name, c in self.phases.get(phase, {}).items():
-                if name not in out:
-                    out[name] = dict(c)
-                    continue
-                acc = out[name]
-                acc["energy_j"] += c["energy_j"]
-                acc["measured_j"] += c["measured_j"]
-                acc["measured"] = acc["measured"] and c["measured"]
-                if c["method"] not in acc["method"].split("+"):
-                    acc["method"] = f"{acc['method']}+{c['method']}"
+            for c in self.phases.get(phase, {}).values():
+                self._merge(out, c)
         return list(out.values())
 
     def total_j(self, phases: tuple[str, ...] = ("train", "eval")) -> float:
