@@ -166,13 +166,14 @@ def multitask_vs_single(cfg: RunConfig, out_dir: Path, overrides: list[str], swe
     if len(targets) != len(p.tasks) or any(t is None for t in targets):
         raise ConfigError("paradigm.task_targets", list(p.task_targets), "one target per task (or target_accuracy): "
                           "multitask and single-task runs are compared at the same accuracies")
+    by_task = dict(zip(p.tasks, targets))
     out_dir, exp_id, summary = _start("multitask_vs_single", out_dir, overrides, sweep_id)
 
     r_mt = _run(cfg, out_dir, "multitask", overrides, exp_id, {})
     summary["runs"]["multitask"] = _part(r_mt, "multitask " + "+".join(p.tasks))
     mt_tasks = r_mt["metrics"].get("tasks") or {}
     singles: dict[str, dict[str, Any]] = {}
-    for name, target in zip(p.tasks, targets):
+    for name, target in by_task.items():
         singles[name] = _run(cfg, out_dir, f"single_{name}", overrides, exp_id,
                              {"paradigm": "scratch", "dataset": name, "target_accuracy": target})
         summary["runs"][f"single_{name}"] = _part(singles[name], f"single-task {name}")
@@ -180,16 +181,16 @@ def multitask_vs_single(cfg: RunConfig, out_dir: Path, overrides: list[str], swe
     e_mt = r_mt["metrics"]["energy_to_target_j"]
     e_single = [r["metrics"]["energy_to_target_j"] for r in singles.values()]
     lines = [f"multitask_vs_single: {cfg.model.family}, tasks {', '.join(p.tasks)} ({p.mixing}), "
-             f"targets {', '.join(f'{n} {t}' for n, t in zip(p.tasks, targets))}"]
+             f"targets {', '.join(f'{n} {t}' for n, t in by_task.items())}"]
     per_task = {}
     for name in p.tasks:
         s, m = singles[name]["metrics"], mt_tasks.get(name) or {}
-        per_task[name] = {"target": dict(zip(p.tasks, targets))[name],
+        per_task[name] = {"target": by_task[name],
                           "multitask_accuracy": m.get("accuracy"), "multitask_energy_to_target_j": m.get("energy_to_target_j"),
                           "single_accuracy": s["final_accuracy"], "single_energy_to_target_j": s["energy_to_target_j"]}
         lines.append(f"  {name:<16} single: acc {_pct(singles[name])}, {_j(s['energy_to_target_j'])} to target | "
                      f"multitask: acc {_fmt_pct(m.get('accuracy'))}, target hit at {_j(m.get('energy_to_target_j'))}")
-    summary.update(targets=dict(zip(p.tasks, targets)), tasks=per_task, energy_multitask_j=e_mt,
+    summary.update(targets=by_task, tasks=per_task, energy_multitask_j=e_mt,
                    energy_single_sum_j=None, energy_saved_j=None, energy_saved_fraction=None)
     lines.append(f"  multitask, every task at its target: {_j(e_mt)}")
     if e_mt is None or any(e is None for e in e_single):
