@@ -95,21 +95,24 @@ def _normalise(region: str) -> str:
     return region.upper()
 
 
-def _lookup(region: str) -> Optional[_Row]:
-    rows = table()
-    key = _normalise(region)
-    if key in rows:
-        return rows[key]
+@functools.lru_cache(maxsize=1)
+def _by_country_name() -> dict[str, _Row]:
     # a country's English name is accepted too ("Germany"), since it is unambiguous in the table
-    by_name = {r.source.split(" (")[0].lower(): r for k, r in rows.items() if ":" not in k}
-    return by_name.get(str(region).strip().lower())
+    return {r.source.split(" (")[0].lower(): r for k, r in table().items() if ":" not in k}
+
+
+def _lookup(region: str) -> Optional[_Row]:
+    row = table().get(_normalise(region))
+    return row if row is not None else _by_country_name().get(str(region).strip().lower())
 
 
 def region_problem(region: Any) -> Optional[str]:
     """None if ``region`` is in the packaged tables, else the one-line text of what is allowed."""
-    if _lookup(str(region)) is not None:
-        return None
-    key = _normalise(str(region))
+    return None if _lookup(str(region)) is not None else _unknown_region(str(region))
+
+
+def _unknown_region(region: str) -> str:
+    key = _normalise(region)
     keys = list(table())
     pool = [k for k in keys if ":" in k] if ":" in key else [k for k in keys if ":" not in k]
     provider = key.partition(":")[0] if ":" in key else None
@@ -138,10 +141,9 @@ def resolve(cfg: CarbonConfig) -> Optional[Intensity]:
     """
     row = None
     if cfg.region is not None:
-        problem = region_problem(cfg.region)
-        if problem is not None:
-            raise ConfigError("carbon.region", cfg.region, problem)
-        row = _lookup(cfg.region)
+        row = _lookup(str(cfg.region))
+        if row is None:
+            raise ConfigError("carbon.region", cfg.region, _unknown_region(str(cfg.region)))
     if cfg.intensity_g_per_kwh is not None:
         region = row.key if row else None
         return Intensity(region, float(cfg.intensity_g_per_kwh), OVERRIDE_SOURCE, "override")
