@@ -94,3 +94,19 @@ def test_unknown_cpu_falls_back_to_a_labelled_assumption():
     assert tdp_w == DEFAULT_CPU_TDP_W
     assert source.startswith("assumption:") and "not in the CPU TDP table" in source
     assert cpu_tdp(140.0, model="Intel(R) Xeon(R) Processor") == (140.0, "hardware profile")
+
+
+@pytest.mark.parametrize(("platform", "expected"), [("linux", 2048 * 1024), ("darwin", 2048)])
+def test_rss_without_procfs_reads_ru_maxrss_in_the_platforms_unit(monkeypatch, platform, expected):
+    import resource
+    import types
+
+    from powertrain.energy import estimate
+
+    def no_procfs(*args, **kwargs):
+        raise FileNotFoundError("/proc/self/statm")
+
+    monkeypatch.setattr(estimate, "open", no_procfs, raising=False)
+    monkeypatch.setattr(estimate.sys, "platform", platform)
+    monkeypatch.setattr(resource, "getrusage", lambda who: types.SimpleNamespace(ru_maxrss=2048))
+    assert estimate._rss_bytes() == expected  # KiB on Linux, bytes on macOS

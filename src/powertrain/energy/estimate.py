@@ -17,6 +17,7 @@ import csv
 import functools
 import os
 import re
+import sys
 import time
 from collections.abc import Callable
 from importlib import resources
@@ -83,12 +84,18 @@ def lookup_cpu_tdp(model: str) -> tuple[Optional[float], Optional[str]]:
 
 def _rss_bytes() -> int:
     try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        with open("/proc/self/statm", "rb") as f:
+            return _statm_rss_bytes(f.read())
     except (OSError, ValueError, IndexError):
         import resource
 
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        # no procfs: the peak instead; ru_maxrss is in KiB on Linux but in bytes on macOS
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+
+
+def _statm_rss_bytes(statm: bytes) -> int:
+    """The resident set in bytes from the contents of /proc/self/statm (its second field, in pages)."""
+    return int(statm.split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 class _RssReader:
@@ -100,7 +107,6 @@ class _RssReader:
 
     def __init__(self) -> None:
         self._fd: Optional[int] = None
-        self._page_bytes = os.sysconf("SC_PAGE_SIZE")
         try:
             self._fd = os.open("/proc/self/statm", os.O_RDONLY)
         except OSError:
@@ -109,7 +115,7 @@ class _RssReader:
     def __call__(self) -> int:
         if self._fd is not None:
             try:
-                return int(os.pread(self._fd, 128, 0).split()[1]) * self._page_bytes
+                return _statm_rss_bytes(os.pread(self._fd, 128, 0))
             except (OSError, ValueError, IndexError):
                 self.close()
         return _rss_bytes()
