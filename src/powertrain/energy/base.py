@@ -253,12 +253,12 @@ class EnergyMeter:
     Args:
         sources: the components to meter.
         sync: called at both ends of a window (``torch.cuda.synchronize`` on a GPU) so kernels queued
-            before the boundary are billed to the right window.
+            before the boundary are billed to the right window; None on a CPU.
     """
 
-    def __init__(self, sources: list[Source], sync: Callable[[], None] = _no_sync):
+    def __init__(self, sources: list[Source], sync: Optional[Callable[[], None]] = None):
         self.sources = list(sources)
-        self.sync = sync
+        self.sync = sync or _no_sync
         self._open: dict[str, tuple[float, list[float], list[float]]] = {}
         self._started = False
 

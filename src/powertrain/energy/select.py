@@ -76,20 +76,16 @@ def build_meter(
         return DramEstimate(energy_cfg.dram_w_per_gb / max(n_domains, 1), name=name, reason=reason)
 
     if force_estimate:
-        reason = "estimate requested (energy.meter=estimate)"
-        return EnergyMeter(
-            sources + [cpu_estimate(reason=reason), dram_estimate(reason=reason)],
-            sync=sync or (lambda: None),
-        )
-
-    root = getattr(energy_cfg, "powercap_root", None) or DEFAULT_POWERCAP_ROOT
-    rapl, why_not = build_rapl_sources(root, cpu_estimate, dram_estimate, cpu_tdp_w=tdp_w)
+        rapl, why_not = [], "estimate requested (energy.meter=estimate)"
+    else:
+        root = getattr(energy_cfg, "powercap_root", None) or DEFAULT_POWERCAP_ROOT
+        rapl, problem = build_rapl_sources(root, cpu_estimate, dram_estimate, cpu_tdp_w=tdp_w)
+        why_not = None if problem is None else f"RAPL unreadable: {problem}"
     if why_not is not None:
-        reason = f"RAPL unreadable: {why_not}"
-        sources += [cpu_estimate(reason=reason), dram_estimate(reason=reason)]
+        sources += [cpu_estimate(reason=why_not), dram_estimate(reason=why_not)]
     else:
         sources += rapl
         if not any(s.kind == "dram" for s in rapl):
             reason = "RAPL has no dram domain on this CPU (common on client and AMD CPUs)"
             sources.append(dram_estimate(reason=reason))
-    return EnergyMeter(sources, sync=sync or (lambda: None))
+    return EnergyMeter(sources, sync=sync)
