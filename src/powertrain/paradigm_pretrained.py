@@ -23,10 +23,8 @@ import torch
 from torch import nn
 
 from powertrain.config import ConfigError, RunConfig
-from powertrain.data import describe, load_dataset
-from powertrain.models import create_model, parts
-from powertrain.paradigms import Setup, register_paradigm
-from powertrain.train import ClassificationTask
+from powertrain.models import parts
+from powertrain.paradigms import Setup, register_paradigm, single_task
 
 # loading weights already on disk takes seconds; anything longer is a network wait we refuse to hang on
 OFFLINE_LOAD_TIMEOUT_S = 60.0
@@ -47,11 +45,10 @@ def pretrained(cfg: RunConfig, device: torch.device, autocast: Callable[[], Any]
         raise ConfigError("paradigm.upstream_energy_j", p.upstream_energy_j,
                           "null with paradigm.from_run (the upstream run's result.json supplies its cost)")
 
-    data = load_dataset(cfg.dataset).to(device)
-    model = create_model(cfg.model, data.input_shape, data.num_classes)
+    model, task, info = single_task(cfg, device, autocast)
     notes: list[str] = []
     if p.weights:
-        model = _timm_pretrained(cfg, model, data.input_shape, data.num_classes, notes)
+        _load_timm_pretrained(cfg, model, task.data.input_shape, task.data.num_classes, notes)
         source = f"timm:{cfg.model.name}"
         energy_j, carbon_g, chain = p.upstream_energy_j, p.upstream_carbon_g, []
     elif p.checkpoint:
@@ -72,8 +69,6 @@ def pretrained(cfg: RunConfig, device: torch.device, autocast: Callable[[], Any]
 
     groups, freeze_note = finetune_groups(model, p.finetune, p.partial_blocks, p.backbone_lr_scale, cfg.optimizer.lr)
     notes.append(freeze_note)
-    model = model.to(device)
-    task = ClassificationTask(data, cfg.batch_size, cfg.eval_batch_size, cfg.seed, autocast)
     n = p.amortize_over
     upstream = {
         "source": source,
@@ -84,7 +79,7 @@ def pretrained(cfg: RunConfig, device: torch.device, autocast: Callable[[], Any]
         "carbon_g_amortized": None if carbon_g is None else carbon_g / n,
         "chain": chain,  # every upstream run behind this one, nearest first
     }
-    return Setup(model, task, groups, describe(data), upstream, notes)
+    return Setup(model, task, groups, info, upstream, notes)
 
 
 # ------------------------------------------------------------------------------------------- upstream
@@ -208,9 +203,14 @@ def _shape_change(module: str, tensor: str, state: dict[str, torch.Tensor], own:
 # --------------------------------------------------------------------------------------- timm weights
 
 
-def _timm_pretrained(cfg: RunConfig, model: nn.Module, shape: tuple[int, int, int], num_classes: int,
-                     notes: list[str]) -> nn.Module:
-    """``model`` with timm's pretrained weights: from the local cache, or the hub if paradigm.download."""
+def _load_timm_pretrained(cfg: RunConfig, model: nn.Module, shape: tuple[int, int, int], num_classes: int,
+                          notes: list[str]) -> None:
+    """Load timm's pretrained weights into ``model``: from the local cache, or the hub if paradigm.download.
+
+    timm builds the pretrained twin (it adapts the input conv and drops a classifier of another class
+    count); ``model`` has the same architecture, so its weights are copied over and any input ``Resize``
+    of ``create_model`` stays as it is.
+    """
     if cfg.model.family != "timm":
         raise ConfigError("paradigm.weights", cfg.paradigm.weights, "timm only with model.family=timm "
                           "(other families: paradigm.checkpoint=PATH or paradigm.from_run=RUN_DIR)")
@@ -247,10 +247,7 @@ def _timm_pretrained(cfg: RunConfig, model: nn.Module, shape: tuple[int, int, in
     if c != 3:
         notes.append(f"first conv adapted by timm from 3 to {c} input channel(s)")
     notes.append(f"loaded timm pretrained weights for {name}" + (f" from {overlay['file']}" if overlay else ""))
-    if isinstance(model, nn.Sequential) and parts.unwrap(model) is not model:
-        model[1] = twin  # keep create_model's input Resize
-        return model
-    return twin
+    parts.unwrap(model).load_state_dict(twin.state_dict())
 
 
 def cache_locations() -> str:
