@@ -224,3 +224,18 @@ def test_cpu_path_never_imports_pynvml(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", SimpleNamespace())  # any use would fail loudly
     meter = build_meter(EnergyConfig(powercap_root="/nonexistent"), device_type="cpu")
     assert all(s.kind != "gpu" for s in meter.sources)
+
+
+def test_nvml_shuts_down_once_after_the_last_source_however_often_each_stops(nvml):
+    gpu_a, gpu_b = FakeGpu(UUID_A), FakeGpu(UUID_B)
+    fake = nvml([gpu_a, gpu_b])
+    a, b = _build()
+    a.start()
+    b.start()
+    gpu_a.fail_code = GPU_IS_LOST
+    a.read_j()  # falls back to an estimate, which holds the session too
+    assert a.fell_back
+    _stop([a, a])
+    assert fake.init_count == 1  # b still meters
+    _stop([b, b])
+    assert fake.init_count == 0 and fake.calls["nvmlShutdown"] == 1

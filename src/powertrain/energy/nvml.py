@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -54,17 +55,29 @@ class _Session:
 
     def __init__(self, nv: ModuleType):
         self.nv, self.users = nv, 0
+        self._lock = threading.Lock()  # a sampler thread may build its fallback while others stop
 
-    def acquire(self) -> None:
-        self.users += 1
+    def lease(self) -> Callable[[], None]:
+        """Count one more user; returns its release, which acts once however often it is called."""
+        with self._lock:
+            self.users += 1
+        held = True
 
-    def release(self) -> None:
-        self.users -= 1
-        if self.users == 0:
-            try:
-                self.nv.nvmlShutdown()
-            except self.nv.NVMLError:
-                pass  # shutting down a failed driver must not end the run
+        def release() -> None:
+            nonlocal held
+            with self._lock:
+                if not held:
+                    return
+                held = False
+                self.users -= 1
+                last = self.users == 0
+            if last:
+                try:
+                    self.nv.nvmlShutdown()
+                except self.nv.NVMLError:
+                    pass  # shutting down a failed driver must not end the run
+
+        return release
 
 
 @dataclass
@@ -195,13 +208,10 @@ class _NvmlGpuEstimate(GpuEstimate):
     def __init__(self, session: _Session, **kwargs: Any):
         super().__init__(**kwargs)
         self.session = session
-        session.acquire()
-        self._stopped = False
+        self._release_session = session.lease()
 
     def stop(self) -> None:
-        if not self._stopped:
-            self._stopped = True
-            self.session.release()
+        self._release_session()
 
 
 class NvmlGpuSource(MeasuringSource):
@@ -233,8 +243,7 @@ class NvmlGpuSource(MeasuringSource):
         self.name, self.method, self.reason = f"gpu:{target.ordinal}", method, reason
         self.sample_hz = sample_hz
         self._sampler: Optional[PeriodicThread] = None
-        self._stopped = False
-        session.acquire()
+        self._release_session = session.lease()
         # state of the measurement, in SI units from the boundary on
         self._counter0_j = 0.0
         self._power_integral_j = 0.0
@@ -289,9 +298,7 @@ class NvmlGpuSource(MeasuringSource):
         if self._sampler is not None:
             self._sampler.stop()
         super().stop()
-        if not self._stopped:
-            self._stopped = True
-            self.session.release()
+        self._release_session()
 
 
 def _guess_gpu_count(environ: Mapping[str, str]) -> int:
@@ -353,7 +360,7 @@ def build_gpu_sources(
     except nv.NVMLError as err:
         return blind_estimates(f"NVML unavailable: nvmlInit failed ({type(err).__name__}: {err})")
     session = _Session(nv)
-    session.acquire()  # held while building, so a source that fails early cannot shut NVML down
+    release = session.lease()  # held while building, so a source that fails early cannot shut NVML down
     try:
         try:
             targets, decided_by = visible_gpus(nv, env)
@@ -367,7 +374,7 @@ def build_gpu_sources(
             _gpu_source(nv, session, t, gpu_tdp_w, idle_share, sample_hz, force_estimate) for t in targets
         ]
     finally:
-        session.release()
+        release()
 
 
 def _gpu_source(
