@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -60,16 +61,15 @@ def objective_value(result: dict[str, Any], name: str) -> Optional[float]:
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
-    """The job directories of a sweep: those holding a result.json or a ``.hydra/`` folder."""
+    """The job directories of a sweep: those holding a result.json or a ``.hydra/overrides.yaml``."""
     sweep_dir = Path(sweep_dir)
-    found = set()
-    for marker in ("result.json", ".hydra/overrides.yaml"):
-        for p in sweep_dir.rglob(marker):
-            d = p.parent if marker == "result.json" else p.parent.parent
-            rel = d.relative_to(sweep_dir)
-            # the sweep root itself and submitit's bookkeeping are not jobs
-            if d != sweep_dir and not any(part.startswith(".") for part in rel.parts):
-                found.add(d)
+    found = []
+    for root, dirs, files in os.walk(sweep_dir):  # one walk
+        d = Path(root)
+        marked = "result.json" in files or (".hydra" in dirs and (d / ".hydra" / "overrides.yaml").is_file())
+        if marked and d != sweep_dir:  # the sweep root itself is not a job
+            found.append(d)
+        dirs[:] = [n for n in dirs if not n.startswith(".")]  # .hydra, submitit's bookkeeping: not jobs
     return sorted(found, key=_job_sort_key)
 
 
