@@ -6,7 +6,9 @@ The YAML files are the single copy of the figures (Hydra composes them for ``har
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any, Optional
 
@@ -28,12 +30,19 @@ def load_profile(name: str) -> HardwareConfig:
     Raises:
         FileNotFoundError: there is no such profile.
     """
+    return HardwareConfig(**copy.deepcopy(_read_profile(profile_dir() / f"{name}.yaml")))
+
+
+@functools.cache
+def _read_profile(path: Path) -> dict[str, Any]:
+    # hardware=auto reads every profile to match the GPU, then the chosen one and auto.yaml again:
+    # parse each file once per process (callers get a deep copy, so the cache cannot be mutated)
     from omegaconf import OmegaConf
 
-    raw = OmegaConf.to_container(OmegaConf.load(profile_dir() / f"{name}.yaml"), resolve=True)
+    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
     assert isinstance(raw, dict)
     raw.pop("defaults", None)
-    return HardwareConfig(**raw)
+    return raw
 
 
 def profile_names() -> list[str]:
