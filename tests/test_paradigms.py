@@ -134,11 +134,11 @@ def test_timm_weights_offline_fail_fast_with_one_line(tmp_path: Path, monkeypatc
     assert all(v in msg for v in ("HF_HUB_CACHE", "HF_HOME", "TORCH_HOME", "HF_HUB_OFFLINE", "paradigm.download"))
 
 
-def test_timm_weights_load_from_the_local_hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _hf_cache_with_test_resnet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> torch.nn.Module:
+    """A Hugging Face cache as hf_hub_download leaves it, holding "pretrained" test_resnet weights."""
     import timm
     from safetensors.torch import save_file
 
-    # a Hugging Face cache as hf_hub_download leaves it, holding "pretrained" test_resnet weights
     published = timm.create_model("test_resnet")
     snap = tmp_path / "hub" / "models--timm--test_resnet.r160_in1k" / "snapshots" / "abc123"
     snap.mkdir(parents=True)
@@ -146,6 +146,11 @@ def test_timm_weights_load_from_the_local_hf_cache(tmp_path: Path, monkeypatch: 
     (snap.parents[1] / "refs").mkdir()
     (snap.parents[1] / "refs" / "main").write_text("abc123")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    return published
+
+
+def test_timm_weights_load_from_the_local_hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _hf_cache_with_test_resnet(tmp_path, monkeypatch)
     cfg = finetune_cfg(**{"model.family": "timm", "model.name": "test_resnet", "paradigm.weights": "timm",
                           "paradigm.finetune": "head", "dataset.channels": 3, "dataset.image_size": 16,
                           "max_epochs": 1, "save_checkpoint": False})
@@ -153,6 +158,24 @@ def test_timm_weights_load_from_the_local_hf_cache(tmp_path: Path, monkeypatch: 
     assert result["status"] == "completed", result["error"]
     assert any("1000 → 10 classes" in n for n in result["notes"])
     assert result["upstream"]["energy_j"] is None and result["energy"]["total_with_upstream_j"] is None
+
+
+@pytest.mark.parametrize("reset", [False, True])
+def test_timm_weights_reset_classifier_when_the_class_count_fits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 reset: bool) -> None:
+    import contextlib
+
+    from powertrain.paradigms import build_setup
+
+    published = _hf_cache_with_test_resnet(tmp_path, monkeypatch)
+    cfg = finetune_cfg(**{"model.family": "timm", "model.name": "test_resnet", "paradigm.weights": "timm",
+                          "paradigm.reset_classifier": reset, "dataset.num_classes": 1000, "dataset.channels": 3,
+                          "dataset.image_size": 16})
+    setup = build_setup(cfg, torch.device("cpu"), contextlib.nullcontext)
+    own, pub = setup.model.state_dict(), published.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in pub.items() if not k.startswith("fc."))
+    assert torch.equal(own["fc.weight"], pub["fc.weight"]) is not reset
+    assert any("paradigm.reset_classifier=true" in n for n in setup.notes) is reset
 
 
 # ------------------------------------------------------------------------------------------- multitask

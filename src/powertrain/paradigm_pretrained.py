@@ -241,13 +241,17 @@ def _load_timm_pretrained(cfg: RunConfig, model: nn.Module, shape: tuple[int, in
 
     with _hub_offline(not cfg.paradigm.download):
         twin = _bounded(load, None if cfg.paradigm.download else OFFLINE_LOAD_TIMEOUT_S, name)
+    core = parts.unwrap(model)
+    core.load_state_dict(twin.state_dict())
     if pcfg.num_classes and pcfg.num_classes != num_classes:
-        notes.append(f"head replaced, freshly initialised: {parts.classifier_name(twin)} "
+        notes.append(f"head replaced, freshly initialised: {parts.classifier_name(core)} "
                      f"({pcfg.num_classes} → {num_classes} classes)")
+    elif cfg.paradigm.reset_classifier:
+        parts.reinit(core.get_classifier())
+        notes.append(f"head replaced, freshly initialised: {parts.classifier_name(core)} (paradigm.reset_classifier=true)")
     if c != 3:
         notes.append(f"first conv adapted by timm from 3 to {c} input channel(s)")
     notes.append(f"loaded timm pretrained weights for {name}" + (f" from {overlay['file']}" if overlay else ""))
-    parts.unwrap(model).load_state_dict(twin.state_dict())
 
 
 def cache_locations() -> str:
