@@ -57,5 +57,22 @@ def describe(device: Any, profile: Any) -> dict[str, Any]:
     if device.type == "cuda":
         idx = device.index if device.index is not None else torch.cuda.current_device()
         info["gpus"] = [torch.cuda.get_device_name(idx)]
+        info["gpu_count"] = torch.cuda.device_count()
         info["cuda"] = torch.version.cuda
+        info["driver"] = _nvidia_driver()
     return info
+
+
+def _nvidia_driver() -> Optional[str]:
+    """The NVIDIA driver version from NVML, or None where NVML cannot say."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            v = pynvml.nvmlSystemGetDriverVersion()
+            return v.decode() if isinstance(v, bytes) else str(v)
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # no driver, no NVML binding: the result says null rather than guess
+        return None

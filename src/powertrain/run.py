@@ -285,7 +285,7 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
 
         def on_epoch(row: dict[str, Any]) -> None:
             if intensity is not None:
-                row["carbon_g"] = row["energy_j"] / 3.6e6 * cfg.carbon.pue * intensity.g_per_kwh
+                row["carbon_g"] = row["energy_j"] / carbon.J_PER_KWH * cfg.carbon.pue * intensity.g_per_kwh
             tracker.log_epoch(row)
             if cfg.verbose:
                 print(f"epoch {row['epoch']:>3}/{cfg.max_epochs}  loss {row['train_loss']:.4f}  "
