@@ -275,14 +275,6 @@ def check_argv(argv: list[str]) -> None:
         elif not key.startswith("hydra") and "/" not in key and not key.startswith("-"):
             searched.append(a)
     check_conf(conf)
-    sweeps = [a for a in searched if _is_sweep(parser, a)]
-    _, space = build_space(params, sweeps)
+    _, space = build_space(params, searched)  # as the sweeper splits them: fixed values pass through
     if conf.get("sampler") == "grid":
         build_sampler("grid", None, space, 1)
-
-
-def _is_sweep(parser: Any, arg: str) -> bool:
-    try:
-        return parser.parse_overrides([arg])[0].is_sweep_override()
-    except Exception:
-        return True  # let build_space report the grammar error with the key
