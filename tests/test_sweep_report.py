@@ -51,6 +51,15 @@ def test_every_job_is_a_row_in_job_order_including_failed_and_missing(sweep: Pat
     assert rows[3]["overrides"] == ["lr=0.0001", "max_epochs=1"]  # from .hydra when no result.json
 
 
+def test_a_result_json_that_is_not_an_object_is_a_failed_row(sweep: Path) -> None:
+    (sweep / "2" / "result.json").write_text("[]")  # a summary bug must not come from one bad file
+    (sweep / "0" / "result.json").write_text("{")
+    rows = report.load_rows(sweep)
+    assert [r["status"] for r in rows] == ["failed", "failed", "failed", "missing", "completed"]
+    assert rows[2]["error"].startswith("unreadable result.json")
+    assert report.read_result(sweep / "3")[:2] == (None, "missing")
+
+
 def test_campaign_counts_every_joule_and_rounds_to_best(sweep: Path) -> None:
     c = report.summarize(sweep)["campaign"]
     assert c["total_energy_j"] == pytest.approx(445.0)

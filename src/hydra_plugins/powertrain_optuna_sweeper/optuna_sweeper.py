@@ -9,7 +9,6 @@ the sweep summary (``powertrain.report``) reads it for trial numbers, objectives
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Optional
@@ -85,13 +84,9 @@ class PowertrainOptunaSweeper(Sweeper):
     def _tell(self, study: Any, trial: Any, ret: Any, job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
         from optuna.trial import TrialState
 
-        from powertrain.report import OK_STATUSES, objective_value
+        from powertrain.report import OK_STATUSES, objective_value, read_result
 
-        try:
-            result = json.loads((job_dir / "result.json").read_text())
-        except (OSError, ValueError):
-            result = None
-        status = "missing" if result is None else result.get("status", "failed")
+        result, status, _ = read_result(job_dir)  # the status the sweep summary gives this job's row
         values = [objective_value(result, o) for o in self.objectives] if result else []
         energy_j = objective_value(result, "energy") if result else None
         job_dir = job_dir.resolve()

@@ -90,6 +90,20 @@ def _read_overrides(job_dir: Path) -> list[str]:
     return [str(v) for v in items] if isinstance(items, list) else []
 
 
+def read_result(job_dir: Path) -> tuple[Optional[dict[str, Any]], str, Optional[str]]:
+    """(result.json as a dict or None, status, error) of a job directory; status ``missing`` without a
+    result.json, ``failed`` with one that cannot be read."""
+    try:
+        result = json.loads((Path(job_dir) / "result.json").read_text())
+    except FileNotFoundError:
+        return None, "missing", "no result.json (the job ended before writing one)"
+    except (OSError, ValueError) as e:
+        return None, "failed", f"unreadable result.json: {e}"
+    if not isinstance(result, dict):
+        return None, "failed", "unreadable result.json: not a JSON object"
+    return result, result.get("status", "failed"), result.get("error")
+
+
 def row_from_job(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
     """One tidy row for a job directory (status ``missing`` if it has no readable result.json)."""
     job_dir = Path(job_dir)
@@ -99,17 +113,9 @@ def row_from_job(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
         "accuracy": None, "best_accuracy": None, "loss": None, "epochs": None, "energy_j": None,
         "carbon_g": None, "energy_to_target_j": None, "wall_s": None, "attempts": None, "dir": str(job_dir),
     }
-    path = job_dir / "result.json"
-    try:
-        result = json.loads(path.read_text())
-    except FileNotFoundError:
-        row["error"] = "no result.json (the job ended before writing one)"
+    result, row["status"], row["error"] = read_result(job_dir)
+    if result is None:
         return row
-    except (OSError, ValueError) as e:
-        row["status"], row["error"] = "failed", f"unreadable result.json: {e}"
-        return row
-    row["status"] = result.get("status", "failed")
-    row["error"] = result.get("error")
     row["overrides"] = list(_get(result, ("run", "overrides")) or row["overrides"])
     for name in OBJECTIVES:
         row[OBJECTIVES[name][0]] = objective_value(result, name)
@@ -285,5 +291,5 @@ def report(sweep_dir: Path, objectives: Optional[Sequence[str]] = None,
 
 
 __all__ = ["OBJECTIVES", "SUMMARY_JSON", "SUMMARY_CSV", "STUDY_JSON", "campaign", "format_table", "job_dirs",
-           "load_rows", "objective_value", "pareto_front", "report", "row_from_job", "summarize",
+           "load_rows", "objective_value", "pareto_front", "read_result", "report", "row_from_job", "summarize",
            "write_summary"]
