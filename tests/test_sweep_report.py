@@ -239,3 +239,18 @@ def test_stop_request_without_earlier_handler_just_stops() -> None:
         assert stop() and stop.signum == signal.SIGTERM
     finally:
         signal.signal(signal.SIGTERM, original)
+
+
+def test_int_interval_rounds_bounds_inwards_and_quotes_survive():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from powertrain.config import ConfigError
+    from powertrain.sweep import build_space, trial_overrides
+
+    _, space = build_space({}, ["batch_size=tag(int,interval(0.5,8))"])
+    dist = space["batch_size"].distribution
+    assert (dist.low, dist.high) == (1, 8)  # 0 would be a batch size the run refuses
+    with pytest.raises(ConfigError):
+        build_space({}, ["batch_size=tag(int,interval(0.2,0.8))"])
+    ov = trial_overrides([], {"tracking.project": "it's mine, ok"})
+    assert [o.value() for o in OverridesParser.create().parse_overrides(ov)] == ["it's mine, ok"]

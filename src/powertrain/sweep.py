@@ -143,10 +143,16 @@ def parse_param(key: str, override: Any) -> Optional[Param]:
             raise ConfigError(key, f"interval({lo},{hi})", "an interval with low < high")
         if log and lo <= 0:
             raise ConfigError(key, f"interval({lo},{hi})", "a log-scale interval with low > 0")
+        if "int" in tags or (isinstance(lo, int) and isinstance(hi, int)):
+            # the integers inside the interval: bounds rounded inwards, then checked as the run will see them
+            lo_i, hi_i = math.ceil(lo), math.floor(hi)
+            if lo_i > hi_i:
+                raise ConfigError(key, f"interval({lo},{hi})", "an int interval holding at least one integer")
+            for x in (lo_i, hi_i):
+                _check_bound(key, x)
+            return Param(key, od.IntDistribution(lo_i, hi_i, log=log), None)
         for x in (lo, hi):
             _check_bound(key, x)
-        if "int" in tags or (isinstance(lo, int) and isinstance(hi, int)):
-            return Param(key, od.IntDistribution(int(lo), int(hi), log=log), None)
         return Param(key, od.FloatDistribution(float(lo), float(hi), log=log), None)
     raise ConfigError(key, override.input_line.split("=", 1)[-1],
                       "choice(...), a,b,c, range(...) or [tag(log,)] interval(...) for the optuna sweeper")
@@ -201,7 +207,8 @@ def trial_overrides(fixed: list[str], params: dict[str, Any]) -> list[str]:
         elif isinstance(v, float):
             out.append(f"{k}={v!r}")
         elif isinstance(v, str) and any(c in v for c in " ,()[]{}'\"=\\"):
-            out.append(f"{k}='{v}'")  # quote so Hydra's grammar keeps it one string
+            # quote so Hydra's grammar keeps it one string; a quote inside is escaped with a backslash
+            out.append("{}='{}'".format(k, v.replace("'", "\\'")))
         else:
             out.append(f"{k}={str(v).lower() if isinstance(v, bool) else v}")
     return out
