@@ -124,9 +124,11 @@ def test_task_killed_midrun_is_a_row_not_a_hang(slurm_cluster: Any, tmp_path: Pa
     # a killed task is a failed row, as a failed run is in a local sweep: the sweep itself completes
     assert proc.returncode == 0, err[-3000:]
     assert _result(sweep / "1")["status"] == "completed"
-    assert not (sweep / "0" / "result.json").exists()
     rows = _summary_rows(sweep)
-    assert [r["status"] for r in rows] == ["missing", "completed"]
+    assert [r["status"] for r in rows] == ["failed", "completed"]
+    killed = json.loads((sweep / "0" / "result.json").read_text())
+    assert killed["status"] == "failed" and "CANCELLED" in killed["error"]
+    assert killed["energy"]["total_j"] is None  # nothing was metered for it: null, not 0
     assert "max_epochs=200" in rows[0]["overrides"]
     assert f"Slurm job {task0} ended CANCELLED" in out + err  # the warning names the Slurm state
 

@@ -37,7 +37,7 @@ def task(dcfg: Any) -> Any:
     from omegaconf import OmegaConf
 
     from powertrain.config import validate
-    from powertrain.results import SCHEMA, exit_code, now_iso, write_result
+    from powertrain.results import exit_code, write_failed
     from powertrain.run import run
 
     hc = HydraConfig.get()
@@ -52,10 +52,7 @@ def task(dcfg: Any) -> Any:
         cfg = validate(dcfg)
     except ConfigError as e:
         # no result.json claiming success: the run is recorded as failed with the one-line reason
-        write_result(run_dir, {"schema": SCHEMA, "status": "failed", "error": str(e),
-                               "run": {"id": run_dir.name, "dir": str(run_dir), "overrides": overrides,
-                                       "started_at": now_iso(), "finished_at": now_iso()},
-                               "config": config_dict})
+        write_failed(run_dir, overrides, str(e), config_dict)
         return _bad_input(e, multirun)
     from powertrain.experiments import DRIVERS
 

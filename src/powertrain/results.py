@@ -13,7 +13,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 SCHEMA = "powertrain.result/1"
 STATUSES = ("completed", "target_reached", "diverged", "failed", "preempted", "budget_exhausted")
@@ -56,6 +56,43 @@ def write_json_atomic(path: Path, data: Any) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def skeleton(run_dir: Path, overrides: list[str], config: Any, sweep_id: Optional[str] = None,
+             target_accuracy: Optional[float] = None) -> dict[str, Any]:
+    """A result with every contract key, status ``failed`` and nothing measured yet.
+
+    ``run.run`` fills it in as the run goes; whoever has to record a run that never got that far (bad
+    input, a Slurm task killed before writing its own) writes it with ``error`` set.
+    """
+    run_dir = Path(run_dir)
+    return {
+        "schema": SCHEMA,
+        "status": "failed",
+        "error": None,
+        "run": {"id": run_dir.name if sweep_id is None else f"{sweep_id}/{run_dir.name}",
+                "dir": str(run_dir), "overrides": list(overrides), "started_at": now_iso(),
+                "finished_at": None, "sweep_id": sweep_id, "attempts": 1},
+        "config": config,
+        "metrics": {"final_accuracy": None, "best_accuracy": None, "final_loss": None, "epochs": 0,
+                    "steps": 0, "target_accuracy": target_accuracy, "reached_target": False,
+                    "energy_to_target_j": None},
+        "energy": {"total_j": None, "train_j": None, "eval_j": None, "idle_baseline_w": None,
+                   "components": [], "measured_fraction": None},
+        "carbon": None,
+        "time": {"wall_s": None, "train_s": None, "eval_s": None},
+        "hardware": None,
+    }
+
+
+def write_failed(run_dir: Path, overrides: list[str], error: str, config: Any = None,
+                 **run_info: Any) -> Path:
+    """Record a run that ended before it could write its own result (one-line ``error``)."""
+    result = skeleton(run_dir, overrides, config)
+    result["error"] = error
+    result["run"]["finished_at"] = now_iso()
+    result["run"].update(run_info)
+    return write_result(run_dir, result)
 
 
 def write_result(run_dir: Path, result: dict[str, Any]) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from powertrain.config import ConfigError, RunConfig
-from powertrain.results import SCHEMA, exit_code, now_iso, write_result
+from powertrain.results import exit_code, now_iso, skeleton, write_result
 
 log = logging.getLogger("powertrain")
 CHECKPOINT = "checkpoint.pt"
@@ -183,23 +183,8 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    result: dict[str, Any] = {
-        "schema": SCHEMA,
-        "status": "failed",
-        "error": None,
-        "run": {"id": run_dir.name if sweep_id is None else f"{sweep_id}/{run_dir.name}",
-                "dir": str(run_dir), "overrides": list(overrides or []), "started_at": now_iso(),
-                "finished_at": None, "sweep_id": sweep_id, "attempts": 1},
-        "config": config_dict if config_dict is not None else asdict(cfg),
-        "metrics": {"final_accuracy": None, "best_accuracy": None, "final_loss": None, "epochs": 0,
-                    "steps": 0, "target_accuracy": cfg.target_accuracy, "reached_target": False,
-                    "energy_to_target_j": None},
-        "energy": {"total_j": None, "train_j": None, "eval_j": None, "idle_baseline_w": None,
-                   "components": [], "measured_fraction": None},
-        "carbon": None,
-        "time": {"wall_s": None, "train_s": None, "eval_s": None},
-        "hardware": None,
-    }
+    result = skeleton(run_dir, overrides or [], config_dict if config_dict is not None else asdict(cfg),
+                      sweep_id, cfg.target_accuracy)
     stop = StopRequest()
     meter = ledger = tracker = profile = None
     fit_result = None

@@ -7,9 +7,10 @@ written and Hydra exits 1 with a submitit traceback, although every other task f
 
 Here such a task becomes what ``powertrain.__main__.task`` returns for a failed run in a multirun: a
 COMPLETED ``JobReturn`` whose value is ``{"status": "failed", "error": ...}`` (a FAILED JobReturn would be
-re-raised by Hydra's BasicSweeper when it reads ``return_value``). The job directory keeps no result.json,
-so the sweep summary lists it as ``missing``; if the task never started, its directory is created with
-``.hydra/overrides.yaml`` so the row is not lost. The sweep exits 0, as a local sweep with a failed run
+re-raised by Hydra's BasicSweeper when it reads ``return_value``). The launcher writes the task's
+result.json (status ``failed``, the Slurm state as error, nothing metered) where the task could not, so the
+sweep summary has a ``failed`` row; if the task never started, its directory is created with
+``.hydra/overrides.yaml`` too. The sweep exits 0, as a local sweep with a failed run
 does; the warning names the Slurm state and the task's log.
 """
 
@@ -85,6 +86,11 @@ class PowertrainSlurmLauncher(SlurmLauncher):
 
                     hydra_dir.mkdir(parents=True, exist_ok=True)
                     (hydra_dir / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+                # every run has its result.json: the task could not write it, so its launcher does
+                if not (job_dir / "result.json").exists():
+                    from powertrain.results import write_failed
+
+                    write_failed(job_dir, filter_overrides(overrides), error, slurm_job_id=str(job.job_id))
             log.warning("job #%d (%s): %s; log: %s", idx, " ".join(filter_overrides(overrides)), error,
                         getattr(job.paths, "stderr", "?"))
             ret = JobReturn(overrides=overrides, working_dir=str(job_dir) if job_dir else None,
