@@ -70,3 +70,12 @@ def test_window_energy_equals_the_raw_counter_delta(tmp_path):
     window_j = m.components[0].energy_j
     assert raw_j > 100, "the GPU should have done real work"
     assert window_j == pytest.approx(raw_j, rel=0.005)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_on_the_gpu(tiny_cfg, tmp_path, precision):
+    from powertrain.run import run
+
+    r = run(tiny_cfg(max_epochs=3, precision=precision, **{"hardware.device": "cuda"}), tmp_path)
+    assert r["status"] == "completed", r["error"]
+    assert r["metrics"]["final_accuracy"] > 0.5  # learnable synthetic data: autocast must not break learning
