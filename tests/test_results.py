@@ -156,3 +156,14 @@ def test_json_is_strict_and_secrets_are_dropped(tmp_path):
 def test_exit_codes():
     assert [exit_code(s) for s in ("completed", "target_reached")] == [0, 0]
     assert [exit_code(s) for s in ("failed", "diverged", "preempted", "budget_exhausted")] == [1, 1, 1, 1]
+
+
+def test_mixed_precision_on_a_cpu_fails_before_training_instead_of_running_fp32(tiny_cfg, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("hardware=auto picks the GPU here")
+    with pytest.raises(ConfigError, match="precision"):
+        run(tiny_cfg(precision="bf16", **{"hardware.device": "auto"}), tmp_path)
+    r = read_result(tmp_path)
+    assert r["status"] == "failed" and "precision" in r["error"] and r["metrics"]["epochs"] == 0

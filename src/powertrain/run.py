@@ -209,6 +209,8 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
         from powertrain.train import FitState, fit
 
         device = hw.resolve_device(cfg.hardware.device)
+        if cfg.precision != "fp32" and device.type != "cuda":  # hardware=auto landed on the CPU
+            raise ConfigError("precision", cfg.precision, "fp32 on CPU (bf16/fp16 autocast needs CUDA)")
         hw.set_cpu_threads(cfg.hardware.cpu_threads)
         profile = select_profile(cfg.hardware, device)
         result["hardware"] = hw.describe(device, profile)
