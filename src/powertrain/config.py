@@ -404,9 +404,15 @@ def validate(cfg: Any) -> RunConfig:
     return cfg
 
 
+def check_precision(precision: str, device_type: str) -> None:
+    """bf16/fp16 autocast needs CUDA: refuse it rather than silently train in fp32."""
+    if precision != "fp32" and device_type != "cuda":
+        raise ConfigError("precision", precision, "fp32 on CPU (bf16/fp16 autocast needs CUDA)")
+
+
 def _check_combinations(cfg: RunConfig) -> None:
-    if cfg.precision != "fp32" and cfg.hardware.device == "cpu":
-        raise ConfigError("precision", cfg.precision, "fp32 on CPU (bf16/fp16 autocast needs CUDA)")
+    if cfg.hardware.device == "cpu":  # hardware.device=auto is checked once run() knows the device
+        check_precision(cfg.precision, "cpu")
     if cfg.optimizer.nesterov and (cfg.optimizer.name != "sgd" or cfg.optimizer.momentum <= 0):
         raise ConfigError("optimizer.nesterov", True, "only with optimizer=sgd and momentum > 0")
     if cfg.dataset.name not in ("digits", "synthetic"):

@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional
 
-from powertrain.config import ConfigError, RunConfig
+from powertrain.config import ConfigError, RunConfig, check_precision
 from powertrain.results import exit_code, now_iso, skeleton, write_result
 
 log = logging.getLogger("powertrain")
@@ -209,8 +209,7 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
         from powertrain.train import FitState, fit
 
         device = hw.resolve_device(cfg.hardware.device)
-        if cfg.precision != "fp32" and device.type != "cuda":  # hardware=auto landed on the CPU
-            raise ConfigError("precision", cfg.precision, "fp32 on CPU (bf16/fp16 autocast needs CUDA)")
+        check_precision(cfg.precision, device.type)  # e.g. hardware=auto that landed on the CPU
         hw.set_cpu_threads(cfg.hardware.cpu_threads)
         profile = select_profile(cfg.hardware, device)
         result["hardware"] = hw.describe(device, profile)
