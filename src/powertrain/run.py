@@ -119,7 +119,7 @@ def save_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, fit_
     tmp = path.with_suffix(".tmp")
     torch.save({
         "status": status,
-        "config_json": json.dumps(_comparable(config), sort_keys=True, default=str),
+        "config_json": _config_json(config),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -137,9 +137,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    # what may legitimately differ between attempts of one run
-    return {k: v for k, v in config.items() if k not in ("tracking", "verbose", "resume")}
+def _config_json(config: dict[str, Any]) -> str:
+    """The config as attempts of one run must share it (tracking, verbosity and resume may differ)."""
+    comparable = {k: v for k, v in config.items() if k not in ("tracking", "verbose", "resume")}
+    return json.dumps(comparable, sort_keys=True, default=str)
 
 
 def _resumable_checkpoint(path: Path, config: dict[str, Any]) -> Optional[dict[str, Any]]:
@@ -153,9 +154,9 @@ def _resumable_checkpoint(path: Path, config: dict[str, Any]) -> Optional[dict[s
     ck = load_checkpoint(path)
     if ck.get("status") != "preempted":
         return None
-    if ck.get("config_json") != json.dumps(_comparable(config), sort_keys=True, default=str):
-        diff = _config_diff(json.loads(ck["config_json"]), json.loads(json.dumps(_comparable(config),
-                                                                                  default=str)))
+    now = _config_json(config)
+    if ck.get("config_json") != now:
+        diff = _config_diff(json.loads(ck["config_json"]), json.loads(now))
         raise ConfigError("resume", str(path.parent),
                           f"the config of the preempted run there (differs in {diff}); pass the same "
                           "overrides to resume it, or choose another run directory")
