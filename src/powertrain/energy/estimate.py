@@ -33,8 +33,9 @@ DEFAULT_CPU_TDP_W = 85.0
 DEFAULT_GPU_TDP_W = 300.0
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_model() -> str:
-    """The CPU's marketing name from /proc/cpuinfo ("unknown" if unreadable)."""
+    """The CPU's marketing name from /proc/cpuinfo ("unknown" if unreadable); read once per process."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -66,6 +67,7 @@ def _tdp_table() -> dict[str, float]:
     return out
 
 
+@functools.lru_cache(maxsize=16)  # a scan of ~4,900 table rows: once per model, not once per job
 def lookup_cpu_tdp(model: str) -> tuple[Optional[float], Optional[str]]:
     """TDP in watts for a CPU model name, and the table entry it matched (None, None if no match).
 
