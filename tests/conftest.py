@@ -22,10 +22,10 @@ def compose() -> Callable[..., Any]:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    import powertrain.config
     import powertrain.paths
+    import powertrain.validate
 
-    powertrain.config.register_configs()
+    powertrain.validate.register_configs()
 
     def _compose(*overrides: str) -> Any:
         # a fresh Hydra context per call: Hydra's global state must not leak between tests
@@ -52,6 +52,11 @@ def tiny_cfg() -> Callable[..., Any]:
             "verbose": False, "save_checkpoint": False,
         }
         for dotted, v in {**defaults, **values}.items():
+            if dotted.replace("__", ".") == "paradigm.name":  # each paradigm has its own schema
+                from powertrain.validate import paradigm_schema
+
+                cfg.paradigm = paradigm_schema(v)()
+                continue
             *parents, leaf = dotted.replace("__", ".").split(".")
             node = cfg
             for p in parents:

@@ -6,7 +6,8 @@ from importlib import resources
 import pytest
 
 from powertrain import carbon
-from powertrain.config import CarbonConfig, ConfigError, HardwareConfig, check_value
+from powertrain.config import CarbonConfig, ConfigError, HardwareConfig
+from powertrain.validate import check_value
 
 KWH_J = 3.6e6
 

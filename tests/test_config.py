@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from powertrain.config import ConfigError, RunConfig, validate
+from powertrain.config import ConfigError, RunConfig
 from powertrain.overrides import check_overrides
 from powertrain.paths import conf_dir
+from powertrain.validate import validate
 
 SEED_MODELS = ["simple_cnn", "dense_poly", "dense_linear", "mlp"]
 TIMM_MODELS = ["resnet18", "mobilenetv3_small_100", "vit_tiny_patch16_224", "timm"]

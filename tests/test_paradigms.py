@@ -25,6 +25,11 @@ def make_cfg(**values: Any) -> RunConfig:
                 "optimizer.momentum": 0.9, "hardware.device": "cpu", "batch_size": 64, "max_epochs": 2,
                 "verbose": False, "save_checkpoint": True}
     for dotted, v in {**defaults, **values}.items():
+        if dotted == "paradigm.name":  # each paradigm has its own schema
+            from powertrain.validate import paradigm_schema
+
+            cfg.paradigm = paradigm_schema(v)()
+            continue
         *parents, leaf = dotted.split(".")
         node = cfg
         for p in parents:
@@ -77,7 +82,7 @@ def test_head_only_finetuning_leaves_the_backbone_bit_identical(tmp_path: Path) 
 
 def test_partial_finetuning_trains_the_last_blocks_and_scales_their_lr() -> None:
     from powertrain.models import create_model
-    from powertrain.paradigm_pretrained import finetune_groups
+    from powertrain.paradigms.pretrained import finetune_groups
 
     cfg = make_cfg()
     model = create_model(cfg.model, (1, 8, 8), 10)
@@ -206,7 +211,7 @@ def test_multitask_without_targets_runs_its_epochs(tmp_path: Path) -> None:
 
 def test_multitask_input_adaptation_and_refusals() -> None:
     from powertrain.data import DataSplits
-    from powertrain.paradigm_multitask import adapt_inputs
+    from powertrain.paradigms.multitask import adapt_inputs
 
     def splits(c: int, h: int, w: int) -> DataSplits:
         return DataSplits("x", torch.randn(4, c, h, w), torch.zeros(4, dtype=torch.long),
@@ -234,7 +239,7 @@ def test_multitask_refuses_unknown_presets_and_wrong_lengths(tmp_path: Path) -> 
 
 
 def test_break_even() -> None:
-    from powertrain.experiments import break_even
+    from powertrain.studies.pretrain_finetune import break_even
 
     assert break_even(100.0, 10.0, 30.0) == 5  # 100 + 5·10 = 150 ≤ 5·30 = 150 … n* = ceil(100 / 20)
     assert break_even(100.0, 10.0, 31.0) == 5
@@ -242,44 +247,67 @@ def test_break_even() -> None:
     assert break_even(0.0, 1.0, 2.0) == 1
 
 
-def test_pretrain_finetune_experiment_writes_the_break_even(tmp_path: Path) -> None:
-    from powertrain.experiments import pretrain_finetune
+# a quick CPU setup for the study presets: small synthetic data, SimpleCNN, SGD
+QUICK = ["dataset=synthetic", "dataset.train_size=256", "dataset.test_size=128", "dataset.limit_train=null",
+         "model=simple_cnn", "hardware=cpu", "optimizer.lr=0.05", "save_checkpoint=true"]
 
-    cfg = finetune_cfg(**{"paradigm.pretrain_dataset": "synthetic", "target_accuracy": 0.3, "max_epochs": 8,
-                          "dataset.train_size": 256})
-    s = pretrain_finetune(cfg, tmp_path / "exp", [])
-    saved = json.loads((tmp_path / "exp" / "experiment.json").read_text())
-    assert set(saved["runs"]) == {"pretrain", "finetune", "scratch"}
+
+def test_pretrain_finetune_experiment_writes_the_break_even(tmp_path: Path, cli: Any) -> None:
+    """The study runs its three parts as CLI runs into one directory and records the break-even."""
+    proc = cli("experiment=pretrain_finetune", "study.pretrain_dataset=synthetic", "target_accuracy=0.3",
+               "max_epochs=8", *QUICK, f"hydra.run.dir={tmp_path / 'exp'}", cwd=tmp_path, timeout=300)
+    saved = json.loads((tmp_path / "exp" / "study.json").read_text())
+    s = saved["summary"]
+    assert saved["schema"] == "powertrain.study/1" and saved["driver"] == "pretrain_finetune"
+    assert set(s["runs"]) == {"pretrain", "finetune", "scratch"}
     ft = json.loads((tmp_path / "exp" / "finetune" / "result.json").read_text())
     pre = json.loads((tmp_path / "exp" / "pretrain" / "result.json").read_text())
     assert ft["energy"]["upstream_j"] == pytest.approx(pre["energy"]["total_j"])
     assert s["status"] == "completed", s["report"]
+    assert saved["status"] == "completed" and proc.returncode == 0, proc.stderr[-2000:]
+    assert "break-even n* = ceil(E_pre / (E_scratch − E_ft))" in proc.stdout
     e_pre, e_ft, e_sc = s["energy_pretrain_j"], s["energy_finetune_j"], s["energy_scratch_j"]
-    from powertrain.experiments import break_even
+    from powertrain.studies.pretrain_finetune import break_even
 
     assert s["break_even_n"] == break_even(e_pre, e_ft, e_sc)
 
 
-def test_pretrain_finetune_names_its_own_key_for_an_unknown_pretrain_preset(tmp_path: Path) -> None:
-    from powertrain.experiments import pretrain_finetune
-
-    cfg = finetune_cfg(**{"paradigm.pretrain_dataset": "nope", "target_accuracy": 0.3})
-    with pytest.raises(ConfigError, match="dataset preset names") as err:
-        pretrain_finetune(cfg, tmp_path / "exp", [])
-    assert err.value.key == "paradigm.pretrain_dataset"
+def test_pretrain_finetune_names_its_own_key_for_an_unknown_pretrain_preset(tmp_path: Path, cli: Any) -> None:
+    proc = cli("experiment=pretrain_finetune", "study.pretrain_dataset=nope", "target_accuracy=0.3",
+               f"hydra.run.dir={tmp_path / 'exp'}", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("powertrain: error: study.pretrain_dataset='nope'")
+    assert "dataset preset names" in proc.stderr
+    assert not (tmp_path / "exp" / "pretrain").exists()  # refused before any part ran
 
 
 def test_experiment_presets_compose(tmp_path: Path) -> None:
     from hydra import compose, initialize_config_dir
 
-    from powertrain.config import register_configs, validate
     from powertrain.paths import conf_dir
+    from powertrain.validate import register_configs, validate
 
     register_configs()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         pf = validate(compose(config_name="config", overrides=["experiment=pretrain_finetune"]))
         mt = validate(compose(config_name="config", overrides=["experiment=multitask_vs_single", "max_epochs=3"]))
-    assert pf.paradigm.name == "pretrained" and pf.paradigm.pretrain_dataset == "digits_0to4"
+    # the study's own values live under study.: each part picks its paradigm (pretrain: scratch, ...)
+    assert pf.study.driver == "pretrain_finetune" and pf.study.pretrain_dataset == "digits_0to4"
     assert pf.target_accuracy is not None and pf.dataset.classes == [5, 6, 7, 8, 9]
-    assert mt.paradigm.name == "multitask" and len(mt.paradigm.task_targets) == len(mt.paradigm.tasks)
+    assert mt.study.driver == "multitask_vs_single" and len(mt.study.task_targets) == len(mt.study.tasks)
     assert mt.max_epochs == 3  # command-line overrides still win over the preset
+
+
+def test_a_preset_without_a_driver_and_an_unknown_preset_are_refused(tmp_path: Path, cli: Any) -> None:
+    proc = cli("experiment=nonexistent_xyz", cwd=tmp_path)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "experiment='nonexistent_xyz' is not allowed: one of multitask_vs_single, pretrain_finetune" in proc.stderr
+    conf = tmp_path / "conf" / "experiment"
+    conf.mkdir(parents=True)
+    (conf / "nodriver.yaml").write_text("# @package _global_\nmax_epochs: 1\n")
+    proc = cli(f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "experiment=nodriver",
+               f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == ("powertrain: error: experiment='nodriver' is not allowed: "
+                                                    "a study preset that sets study.driver")
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()  # nothing trained

@@ -4,8 +4,9 @@ import math
 
 import pytest
 
-from powertrain.config import HardwareConfig, check_value
+from powertrain.config import HardwareConfig
 from powertrain.profiles import NUMBERS, load_profile, profile_dir, profile_names, select_profile
+from powertrain.validate import check_value
 
 REQUIRED = {"auto", "cpu", "cuda", "a100_sxm", "h100_sxm", "jetson_agx_orin"}
 
@@ -80,7 +81,7 @@ def test_hydra_composes_each_profile():
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    from powertrain.config import register_configs
+    from powertrain.validate import register_configs
 
     register_configs()
     GlobalHydra.instance().clear()

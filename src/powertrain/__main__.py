@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from powertrain.config import ConfigError
+from powertrain.errors import ConfigError
 
 
 def _fail(err: ConfigError | str) -> None:
@@ -36,9 +36,9 @@ def task(dcfg: Any) -> Any:
     from hydra.types import RunMode
     from omegaconf import OmegaConf
 
-    from powertrain.config import validate
     from powertrain.results import exit_code, write_failed
     from powertrain.run import run
+    from powertrain.validate import validate
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
@@ -48,21 +48,27 @@ def task(dcfg: Any) -> Any:
     if multirun:
         sweep_id = os.path.relpath(hc.sweep.dir, "multirun") if not os.path.isabs(hc.sweep.dir) else hc.sweep.dir
     config_dict = OmegaConf.to_container(dcfg, resolve=True)
+    experiment = hc.runtime.choices.get("experiment")
     try:
         cfg = validate(dcfg)
+        if experiment is not None and cfg.study.driver is None:
+            raise ConfigError("experiment", experiment, "a study preset that sets study.driver")
     except ConfigError as e:
         # no result.json claiming success: the run is recorded as failed with the one-line reason
         write_failed(run_dir, overrides, str(e), config_dict)
         return _bad_input(e, multirun)
-    from powertrain.experiments import DRIVERS
-
-    experiment = hc.runtime.choices.get("experiment")
     try:
-        if experiment in DRIVERS:  # a preset that is several runs: its driver runs them into run_dir/<part>
-            summary = DRIVERS[experiment](cfg, run_dir, overrides, sweep_id)
-            if not multirun and summary["status"] != "completed":
+        if cfg.study.driver is not None and cfg.study.part is None:
+            # a study preset: its driver runs the parts (each a run of its own) into run_dir/<part>
+            from powertrain.studies import StudyContext, launcher_overrides, run_study, split_overrides
+
+            plain, study = split_overrides(overrides)
+            ctx = StudyContext(cfg, run_dir.resolve(), str(experiment), plain, study,
+                               launcher_overrides(list(hc.overrides.hydra)))
+            record = run_study(ctx)
+            if not multirun and record["status"] != "completed":
                 sys.exit(1)
-            return {"status": summary["status"], "dir": str(run_dir)}
+            return {"status": record["status"], "dir": str(run_dir)}
         result = run(cfg, run_dir, overrides, sweep_id=sweep_id, config_dict=config_dict)
     except ConfigError as e:  # found while building (e.g. a dataset root without the files)
         return _bad_input(e, multirun)
@@ -91,8 +97,8 @@ def main() -> None:
 
     import hydra
 
-    from powertrain.config import register_configs
     from powertrain.paths import conf_dir
+    from powertrain.validate import register_configs
 
     register_configs()
     hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)()

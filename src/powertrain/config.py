@@ -1,32 +1,21 @@
-"""Typed run configuration: the schema Hydra composes into, and the one place it is validated.
+"""Typed run configuration: the schema Hydra composes into, and nothing else.
 
-The dataclasses below are registered in Hydra's ConfigStore as ``base_<group>`` so each YAML file under
-``conf/`` holds values only. ``validate`` turns the composed DictConfig into a ``RunConfig`` object and
-checks every value before any data is loaded; a bad value raises ``ConfigError`` whose message is one
-line naming the key, the value and what is allowed.
-
-omegaconf is imported lazily: the rest of the package takes plain ``RunConfig`` objects.
+The dataclasses below are registered in Hydra's ConfigStore (``powertrain.validate.register_configs``) as
+``base_config`` and ``base_<group>``, so each YAML file under ``conf/`` holds values only. Their defaults
+equal the defaults conf/config.yaml composes (tests/test_config.py pins that). Checks live in
+``powertrain.validate``; paradigms and study drivers subclass ``ParadigmConfig`` / ``StudyConfig`` in
+their own modules. This module imports nothing from the rest of powertrain except the error type.
 """
 
 from __future__ import annotations
 
-import difflib
-import math
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from powertrain.errors import ConfigError
 
-class ConfigError(ValueError):
-    """A configuration value that is not allowed. ``str(err)`` is a one-line message for the user."""
-
-    def __init__(self, key: str, value: Any, allowed: str):
-        self.key, self.value, self.allowed = key, value, allowed
-        super().__init__(f"{key}={value!r} is not allowed: {allowed}")
-
-
-# --------------------------------------------------------------------------------------------- schema
+__all__ = ["ConfigError", "RunConfig", "GROUPS", "data_root"]
 
 
 @dataclass
@@ -66,7 +55,7 @@ class DatasetConfig:
 
 @dataclass
 class SchedulerConfig:
-    name: str = "none"  # none | cosine | step
+    name: str = "cosine"  # none | cosine | step
     step_size: int = 10  # step: epochs between decays
     gamma: float = 0.1
     warmup_epochs: int = 0
@@ -74,9 +63,9 @@ class SchedulerConfig:
 
 @dataclass
 class OptimizerConfig:
-    name: str = "adam"  # sgd | adam | adamw | rmsprop
-    lr: float = 1e-3
-    momentum: float = 0.0
+    name: str = "sgd"  # sgd | adam | adamw | rmsprop
+    lr: float = 0.05
+    momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 0.0
     beta1: float = 0.9
@@ -112,25 +101,24 @@ class HardwareConfig:
 
 @dataclass
 class ParadigmConfig:
-    """How knowledge enters the run: from scratch, recycled (pretrained) or shared (multitask)."""
+    """How knowledge enters the run. Each paradigm module in ``powertrain.paradigms`` subclasses this with
+    its own fields and registers it as ``base_<name>`` (conf/paradigm/<name>.yaml starts from it)."""
 
-    name: str = "scratch"  # scratch | pretrained | multitask
-    weights: Optional[str] = None  # pretrained: "timm" to load timm's pretrained weights
-    checkpoint: Optional[str] = None  # pretrained: a state_dict file
-    from_run: Optional[str] = None  # pretrained: a previous powertrain run directory
-    finetune: str = "full"  # full | head | partial
-    partial_blocks: int = 1  # finetune=partial: train the last k blocks
-    backbone_lr_scale: float = 1.0  # lr multiplier for the backbone when fine-tuning
-    amortize_over: int = 1  # downstream uses the upstream cost is shared between
-    tasks: list[str] = field(default_factory=list)  # multitask: dataset presets
-    mixing: str = "round_robin"  # round_robin | proportional
-    task_weights: list[float] = field(default_factory=list)
-    task_targets: list[float] = field(default_factory=list)
-    reset_classifier: bool = False  # pretrained: fresh final layer even when its shape fits (new label set)
-    download: bool = False  # weights=timm: may fetch from the model hub (needs network); else local cache only
-    upstream_energy_j: Optional[float] = None  # weights/checkpoint: their known training energy, if published
-    upstream_carbon_g: Optional[float] = None
-    pretrain_dataset: Optional[str] = None  # experiment=pretrain_finetune: dataset preset of the upstream run
+    name: str = "scratch"
+
+
+@dataclass
+class StudyConfig:
+    """A study preset (``experiment=<name>``): several runs and one report, run by ``study.driver``.
+
+    A driver with knobs of its own subclasses this in its module (``powertrain.studies.<driver>``);
+    conf/experiment/<name>.yaml starts from it with ``defaults: [/study: base_study_<driver>]``.
+    """
+
+    driver: Optional[str] = None  # a name in powertrain.studies.STUDIES; None = a plain run
+    scale: str = "smoke"  # smoke (minutes on a laptop) | paper (the published setting)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    part: Optional[str] = None  # set by the driver on its sub-runs: this run is that part, not the study
 
 
 @dataclass
@@ -183,6 +171,7 @@ class RunConfig:
     carbon: CarbonConfig = field(default_factory=CarbonConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
     batch_size: int = 64
     max_epochs: int = 40
     seed: int = 0
@@ -191,11 +180,10 @@ class RunConfig:
     compile: bool = False
     eval_batch_size: int = 1024
     save_checkpoint: bool = True  # keep model weights in the run dir (for paradigm.from_run / resume)
-    resume: Optional[str] = None  # a run directory to resume (its checkpoint and ledger)
     verbose: bool = True
 
 
-GROUPS = {
+GROUPS: dict[str, type] = {
     "model": ModelConfig,
     "dataset": DatasetConfig,
     "optimizer": OptimizerConfig,
@@ -205,231 +193,18 @@ GROUPS = {
 }
 
 
-def register_configs() -> None:
-    """Register the schemas with Hydra's ConfigStore (``base_config`` and ``base_<group>``)."""
-    from hydra.core.config_store import ConfigStore
-
-    cs = ConfigStore.instance()
-    cs.store(name="base_config", node=RunConfig)
-    for group, node in GROUPS.items():
-        cs.store(group=group, name=f"base_{group}", node=node)
-
-
-# ---------------------------------------------------------------------------------------- validation
-
-MODEL_FAMILIES = ("simple_cnn", "dense_poly", "dense_linear", "mlp", "timm")
-DATASETS = ("digits", "synthetic", "mnist", "fashion_mnist", "cifar10", "cifar100")
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-SCHEDULERS = ("none", "cosine", "step")
-PARADIGMS = ("scratch", "pretrained", "multitask")
-PRECISIONS = ("fp32", "bf16", "fp16")
-METERS = ("auto", "estimate")
-TRACKERS = ("none", "wandb")
-WANDB_MODES = ("offline", "online", "disabled")
-
-
-def _one_of(options: tuple[str, ...]) -> Callable[[Any], Optional[str]]:
-    def check(v: Any) -> Optional[str]:
-        if v in options:
-            return None
-        close = difflib.get_close_matches(str(v), options, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return "one of " + ", ".join(options) + hint
-
-    return check
-
-
-def _positive(v: Any) -> Optional[str]:
-    return None if v is not None and v > 0 and math.isfinite(v) else "a finite number > 0"
-
-
-def _non_negative(v: Any) -> Optional[str]:
-    return None if v is not None and v >= 0 and math.isfinite(v) else "a finite number >= 0"
-
-
-def _at_least(n: int) -> Callable[[Any], Optional[str]]:
-    return lambda v: None if v is not None and v >= n else f"an integer >= {n}"
-
-
-def _optional(check: Callable[[Any], Optional[str]]) -> Callable[[Any], Optional[str]]:
-    def inner(v: Any) -> Optional[str]:
-        if v is None:
-            return None
-        msg = check(v)
-        return None if msg is None else f"null or {msg}"
-
-    return inner
-
-
-def _each(check: Callable[[Any], Optional[str]]) -> Callable[[Any], Optional[str]]:
-    def inner(v: Any) -> Optional[str]:
-        msgs = [m for m in map(check, v) if m is not None]
-        return None if not msgs else f"a list of values, each {msgs[0]}"
-
-    return inner
-
-
-def _fraction_open_closed(v: Any) -> Optional[str]:
-    return None if 0 < v <= 1 else "a number in (0, 1]"
-
-
-def _fraction_closed(v: Any) -> Optional[str]:
-    return None if 0 <= v <= 1 else "a number in [0, 1]"
-
-
-def _beta(v: Any) -> Optional[str]:
-    return None if 0 <= v < 1 else "a number in [0, 1)"
-
-
-def _region(v: Any) -> Optional[str]:
-    if v is None:
-        return None
-    from powertrain.carbon import region_problem  # the tables live with the carbon accounting
-
-    return region_problem(v)
-
-
-def _device(v: Any) -> Optional[str]:
-    ok = v in ("auto", "cpu", "cuda") or (
-        isinstance(v, str) and v.startswith("cuda:") and v[5:].isdigit()
-    )
-    return None if ok else "auto, cpu, cuda or cuda:N"
-
-
-# Value checks by dotted key. Used both on single CLI overrides (before Hydra composes, so a sweep
-# with one bad value fails before any job starts) and on the composed config.
-CHECKS: dict[str, Callable[[Any], Optional[str]]] = {
-    "model.family": _one_of(MODEL_FAMILIES),
-    "model.linear_layers": _at_least(1),
-    "model.conv_blocks": _at_least(0),
-    "model.dropout": _beta,
-    "model.input_size": _optional(_at_least(1)),
-    "dataset.name": _one_of(DATASETS),
-    "dataset.num_classes": _at_least(2),
-    "dataset.channels": _at_least(1),
-    "dataset.image_size": _at_least(1),
-    "dataset.train_size": _at_least(1),
-    "dataset.test_size": _at_least(1),
-    "dataset.noise": _non_negative,
-    "dataset.limit_train": _optional(_at_least(1)),
-    "dataset.limit_test": _optional(_at_least(1)),
-    "dataset.test_fraction": lambda v: None if 0 < v < 1 else "a number in (0, 1)",
-    "optimizer.name": _one_of(OPTIMIZERS),
-    "optimizer.lr": _positive,
-    "optimizer.momentum": _beta,
-    "optimizer.weight_decay": _non_negative,
-    "optimizer.beta1": _beta,
-    "optimizer.beta2": _beta,
-    "optimizer.eps": _positive,
-    "optimizer.alpha": _beta,
-    "optimizer.scheduler.name": _one_of(SCHEDULERS),
-    "optimizer.scheduler.step_size": _at_least(1),
-    "optimizer.scheduler.gamma": _positive,
-    "optimizer.scheduler.warmup_epochs": _at_least(0),
-    "hardware.device": _device,
-    "hardware.kind": _one_of(("auto", "cpu", "gpu")),
-    "hardware.tdp_w": _optional(_positive),
-    "hardware.embodied_kgco2e": _optional(_non_negative),
-    "hardware.lifetime_years": _optional(_positive),
-    "hardware.utilization": _optional(_fraction_open_closed),
-    "hardware.cpu_threads": _optional(_at_least(1)),
-    "paradigm.name": _one_of(PARADIGMS),
-    "paradigm.finetune": _one_of(("full", "head", "partial")),
-    "paradigm.partial_blocks": _at_least(1),
-    "paradigm.backbone_lr_scale": _non_negative,
-    "paradigm.amortize_over": _at_least(1),
-    "paradigm.mixing": _one_of(("round_robin", "proportional")),
-    "paradigm.task_weights": _each(_non_negative),
-    "paradigm.task_targets": _each(_fraction_open_closed),
-    "paradigm.upstream_energy_j": _optional(_non_negative),
-    "paradigm.upstream_carbon_g": _optional(_non_negative),
-    "dataset.classes": lambda v: None if all(isinstance(c, int) and c >= 0 for c in v) and len(set(v)) == len(v)
-    else "a list of distinct class indices >= 0",
-    "energy.meter": _one_of(METERS),
-    "energy.idle_baseline_s": _non_negative,
-    "energy.sample_hz": lambda v: None if 1 <= v <= 1000 else "a number in [1, 1000]",
-    "energy.cpu_idle_share": _fraction_closed,
-    "energy.dram_w_per_gb": _non_negative,
-    "energy.gpu_idle_share": _fraction_closed,
-    "carbon.region": lambda v: _region(v),
-    "carbon.intensity_g_per_kwh": _optional(_non_negative),
-    "carbon.pue": lambda v: None if v >= 1 and math.isfinite(v) else "a number >= 1.0",
-    "tracking.name": _one_of(TRACKERS),
-    "tracking.mode": _one_of(WANDB_MODES),
-    "tracking.init_timeout_s": _positive,
-    "budget.energy_j": _optional(_positive),
-    "budget.time_s": _optional(_positive),
-    "batch_size": _at_least(1),
-    "eval_batch_size": _at_least(1),
-    "max_epochs": _at_least(1),
-    "target_accuracy": _optional(_fraction_open_closed),
-    "precision": _one_of(PRECISIONS),
-}
-
-
-def check_value(key: str, value: Any) -> None:
-    """Raise ConfigError if ``value`` is not allowed for ``key`` (keys without a check pass)."""
-    check = CHECKS.get(key)
-    if check is None:
-        return
-    try:
-        msg = check(value)
-    except TypeError:
-        msg = "a value of the right type"
-    if msg is not None:
-        raise ConfigError(key, value, msg)
-
-
-def _get(obj: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def validate(cfg: Any) -> RunConfig:
-    """Convert a composed DictConfig (or a RunConfig) into a checked ``RunConfig``.
-
-    Raises:
-        ConfigError: on the first value that is not allowed.
-    """
-    if not isinstance(cfg, RunConfig):
-        from omegaconf import OmegaConf
-
-        cfg = OmegaConf.to_object(cfg)
-        if not isinstance(cfg, RunConfig):  # composed without the schema (e.g. a bare dict)
-            raise ConfigError("config", type(cfg).__name__, "a config composed on base_config")
-    for key in CHECKS:
-        check_value(key, _get(cfg, key))
-    _check_combinations(cfg)
-    return cfg
-
-
-def check_precision(precision: str, device_type: str) -> None:
-    """bf16/fp16 autocast needs CUDA: refuse it rather than silently train in fp32."""
-    if precision != "fp32" and device_type != "cuda":
-        raise ConfigError("precision", precision, "fp32 on CPU (bf16/fp16 autocast needs CUDA)")
-
-
-def _check_combinations(cfg: RunConfig) -> None:
-    if cfg.hardware.device == "cpu":  # hardware.device=auto is checked once run() knows the device
-        check_precision(cfg.precision, "cpu")
-    if cfg.optimizer.nesterov and (cfg.optimizer.name != "sgd" or cfg.optimizer.momentum <= 0):
-        raise ConfigError("optimizer.nesterov", True, "only with optimizer=sgd and momentum > 0")
-    if cfg.dataset.name not in ("digits", "synthetic"):
-        root = data_root(cfg.dataset)
-        if not cfg.dataset.download and not os.path.isdir(root):
-            raise ConfigError(
-                "dataset.root",
-                root,
-                "an existing directory holding the dataset files (set dataset.root or "
-                "$POWERTRAIN_DATA, or dataset.download=true on a machine with network)",
-            )
-    if cfg.model.family == "timm":
-        from powertrain.models import check_timm_name
-
-        check_timm_name(cfg.model.name)
-
-
 def data_root(ds: DatasetConfig) -> str:
     """The dataset directory: ``dataset.root``, else ``$POWERTRAIN_DATA``, else ``./data``."""
     return os.path.abspath(ds.root or os.environ.get("POWERTRAIN_DATA") or "data")
+
+
+def get_dotted(obj: Any, dotted: str, default: Any = KeyError) -> Any:
+    """``obj.a.b`` / ``obj["a"]["b"]`` for ``"a.b"`` (dataclasses and dicts alike); ``default`` if absent."""
+    for part in dotted.split("."):
+        try:
+            obj = obj[part] if isinstance(obj, dict) else getattr(obj, part)
+        except (KeyError, AttributeError, TypeError):
+            if default is KeyError:
+                raise KeyError(dotted) from None
+            return default
+    return obj

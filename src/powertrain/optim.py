@@ -3,29 +3,30 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Optional
 
 import torch
 
 from powertrain.config import OptimizerConfig
 
+# name -> builder: the names config validation allows (``optimizer.name``)
+OPTIMIZERS: dict[str, Callable[[OptimizerConfig, Iterable[Any]], torch.optim.Optimizer]] = {
+    "sgd": lambda c, p: torch.optim.SGD(p, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov,
+                                        weight_decay=c.weight_decay),
+    "adam": lambda c, p: torch.optim.Adam(p, lr=c.lr, betas=(c.beta1, c.beta2), eps=c.eps,
+                                          weight_decay=c.weight_decay),
+    "adamw": lambda c, p: torch.optim.AdamW(p, lr=c.lr, betas=(c.beta1, c.beta2), eps=c.eps,
+                                            weight_decay=c.weight_decay),
+    "rmsprop": lambda c, p: torch.optim.RMSprop(p, lr=c.lr, alpha=c.alpha, eps=c.eps, momentum=c.momentum,
+                                                weight_decay=c.weight_decay),
+}
+SCHEDULERS = ("none", "cosine", "step")  # the branches of build_scheduler's factor
+
 
 def build_optimizer(cfg: OptimizerConfig, params: Iterable[Any]) -> torch.optim.Optimizer:
     """``params`` may be parameters or param groups (groups may carry their own ``lr``)."""
-    if cfg.name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                               weight_decay=cfg.weight_decay)
-    if cfg.name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                                weight_decay=cfg.weight_decay)
-    if cfg.name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                                 weight_decay=cfg.weight_decay)
-    if cfg.name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=cfg.alpha, eps=cfg.eps, momentum=cfg.momentum,
-                                   weight_decay=cfg.weight_decay)
-    raise ValueError(f"unknown optimizer {cfg.name!r}")
+    return OPTIMIZERS[cfg.name](cfg, params)
 
 
 def build_scheduler(cfg: OptimizerConfig, optimizer: torch.optim.Optimizer, max_epochs: int) -> Optional[Any]:

@@ -8,11 +8,16 @@ a one-line ``ConfigError``.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Optional
 
-from powertrain.config import GROUPS, ConfigError, RunConfig, check_value
+from powertrain.config import GROUPS
+from powertrain.errors import ConfigError, did_you_mean, one_of_message
+from powertrain.validate import check_value
+from powertrain.validate import schema as run_schema
+
+# groups a bare ``name=option`` selects (experiment is optional: no preset unless named)
+CHOICE_GROUPS = (*GROUPS, "experiment")
 
 
 def _flat_keys(node: Any, prefix: str = "") -> list[str]:
@@ -43,6 +48,31 @@ def _values(override: Any) -> Iterable[Any]:
     return []
 
 
+def _last_choice(parsed: list[Any], group: str) -> Optional[str]:
+    values = [v for ov in parsed if ov.key_or_group == group and ov.package is None for v in _values(ov)]
+    return str(values[-1]) if values else None
+
+
+def _preset(experiment: Optional[str]) -> tuple[Optional[str], Optional[str]]:
+    """The study driver and the paradigm a conf/experiment preset chooses (None where it sets none)."""
+    if experiment is None:
+        return None, None
+    from omegaconf import OmegaConf
+
+    from powertrain.paths import conf_dir
+
+    node = OmegaConf.load(conf_dir() / "experiment" / f"{experiment}.yaml")
+    driver = OmegaConf.select(node, "study.driver", default=None)
+    paradigm = None
+    for entry in node.get("defaults") or []:
+        if isinstance(entry, str) or not hasattr(entry, "items"):
+            continue
+        for k, v in entry.items():
+            if str(k).split(" ")[-1].lstrip("/") == "paradigm":
+                paradigm = str(v)
+    return driver, paradigm
+
+
 def check_overrides(argv: list[str]) -> None:
     """Raise ConfigError for the first override whose key is unknown or whose value is not allowed."""
     args = [a for a in argv if "=" in a and not a.startswith("-")]
@@ -56,24 +86,31 @@ def check_overrides(argv: list[str]) -> None:
         parsed = OverridesParser.create().parse_overrides(args)
     except Exception as e:  # Hydra's grammar error is already one clear line
         raise ConfigError("overrides", " ".join(args), str(e).splitlines()[0]) from None
-    schema = OmegaConf.structured(RunConfig)
-    known = None
     # an extra search path may hold more group options than conf/ does: leave those to Hydra
     searchpath = any(ov.key_or_group.startswith("hydra.searchpath") for ov in parsed)
     for ov in parsed:
+        if ov.key_or_group in CHOICE_GROUPS and ov.package is None and not searchpath and not ov.is_delete():
+            _check_group_option(ov.key_or_group, ov)
+    experiment = _last_choice(parsed, "experiment")
+    driver, preset_paradigm = _preset(experiment) if not searchpath else (None, None)
+    if experiment is not None and driver is None and not searchpath:
+        from powertrain.studies import STUDIES
+
+        raise ConfigError("experiment", experiment, "a study preset that sets study.driver (one of "
+                          f"{', '.join(STUDIES)}; see conf/experiment/*.yaml)")
+    driver = _last_choice(parsed, "study.driver") or driver
+    paradigm = _last_choice(parsed, "paradigm") or preset_paradigm or "scratch"
+    schema = run_schema(paradigm, driver)
+    known = None
+    for ov in parsed:
         key = ov.key_or_group
-        if key in GROUPS and ov.package is None and not searchpath and not ov.is_delete():
-            _check_group_option(key, ov)
-            continue
-        if ov.package is not None or key.startswith("hydra") or ov.is_delete() or ov.is_add() \
-                or ov.is_force_add() or key in GROUPS or key == "experiment":
+        if ov.package is not None or key.startswith("hydra") or ov.is_delete() or key in CHOICE_GROUPS:
             continue
         if OmegaConf.select(schema, key, throw_on_missing=False, default="__absent__") == "__absent__":
+            # also for +key=value: Hydra would append the key and nothing would read it
             known = known or _flat_keys(schema)
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ConfigError(key, ov.input_line.split("=", 1)[1] if ov.input_line else "",
-                              f"an existing config key{hint}")
+            value = ov.input_line.split("=", 1)[1] if ov.input_line else ""
+            raise ConfigError(key, value, f"an existing config key{did_you_mean(key, known, quote=False)}")
         for value in _values(ov):
             # the schema itself is the probe: keys are checked independently, and building a fresh
             # structured config per value costs ~30 ms of start-up each
@@ -86,14 +123,12 @@ def check_overrides(argv: list[str]) -> None:
 
 def _check_group_option(group: str, override: Any) -> None:
     """Hydra reports an unknown group option in many lines with exit 1; make it one line (exit 2)."""
-    from powertrain.config import _one_of
     from powertrain.paths import conf_dir
 
     options = tuple(sorted(p.stem for p in (conf_dir() / group).glob("*.yaml")))
     for value in _values(override):
-        msg = _one_of(options)(value)
-        if msg is not None:
-            raise ConfigError(group, value, msg)
+        if value not in options and not (group == "experiment" and value is None):
+            raise ConfigError(group, value, one_of_message(value, options))
 
 
 def _type_name(schema: Any, key: str) -> str:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import ModuleType
+from typing import Optional, TypeVar
 
 F = TypeVar("F", bound=Callable)
 
@@ -17,3 +20,39 @@ class Registry(dict[str, F]):
             return fn
 
         return deco
+
+
+def discover(package: str, path: Iterable[str]) -> dict[str, ModuleType]:
+    """``module.NAME`` → module for every module of ``package`` (the plug-in folders: paradigms, studies).
+
+    Listing the folder instead of keeping a table means adding a plug-in is adding its file.
+    """
+    found: dict[str, ModuleType] = {}
+    for info in pkgutil.iter_modules(list(path)):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{package}.{info.name}")
+        found[getattr(module, "NAME", info.name)] = module
+    return dict(sorted(found.items()))
+
+
+class LazyModules(Mapping[str, ModuleType]):
+    """A read-only name → module table filled by ``discover`` on first use (importing is not free)."""
+
+    def __init__(self, package: str, path: Iterable[str]):
+        self._package, self._path = package, list(path)
+        self._table: Optional[dict[str, ModuleType]] = None
+
+    def _load(self) -> dict[str, ModuleType]:
+        if self._table is None:
+            self._table = discover(self._package, self._path)
+        return self._table
+
+    def __getitem__(self, name: str) -> ModuleType:
+        return self._load()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())

@@ -17,7 +17,10 @@ from typing import Any, Optional
 
 SCHEMA = "powertrain.result/1"
 STATUSES = ("completed", "target_reached", "diverged", "failed", "preempted", "budget_exhausted")
-SUCCESS = ("completed", "target_reached")
+SUCCESS = ("completed", "target_reached")  # exit code 0
+USABLE = ("completed", "target_reached", "budget_exhausted")  # a finished run with metrics worth reading
+RESULT_FILE = "result.json"
+CHECKPOINT_FILE = "checkpoint.pt"  # the run's model/optimizer state (resume, paradigm.from_run)
 SECRET_KEYS = ("api_key", "token", "password", "secret")
 
 

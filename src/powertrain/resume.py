@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from powertrain.config import ConfigError
+from powertrain.errors import ConfigError
+from powertrain.results import CHECKPOINT_FILE
 
 KEY = "resume="
 
@@ -37,8 +38,8 @@ def resume_argv(argv: list[str]) -> list[str]:
     status = result.get("status") if result else None
     if result is None and not saved.exists():
         raise ConfigError("resume", raw, "a powertrain run directory (one holding result.json or .hydra/)")
-    if status not in (None, "preempted") or not (run_dir / "checkpoint.pt").exists():
-        why = f"its last attempt ended {status}" if status else "it has no checkpoint.pt"
+    if status not in (None, "preempted") or not (run_dir / CHECKPOINT_FILE).exists():
+        why = f"its last attempt ended {status}" if status else f"it has no {CHECKPOINT_FILE}"
         raise ConfigError("resume", raw, f"a preempted run with a checkpoint ({why}; nothing to resume)")
     if result is not None:
         # the preempted attempt's own record: Hydra rewrites .hydra/overrides.yaml on every start, also

@@ -18,8 +18,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional
 
-from powertrain.config import ConfigError, RunConfig, check_precision
+from powertrain.config import ConfigError, RunConfig
 from powertrain.results import exit_code, now_iso, skeleton, write_result
+from powertrain.validate import check_precision
 
 log = logging.getLogger("powertrain")
 CHECKPOINT = "checkpoint.pt"

@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from powertrain.config import CHECKS, ConfigError, DatasetConfig, check_value
+from powertrain.checks import FIELD_CHECKS, check_value, one_of, run_check
+from powertrain.config import ConfigError, DatasetConfig
 from powertrain.registry import Registry
 
 
@@ -87,7 +88,10 @@ def dataset_preset(name: str, key: str = "paradigm.tasks") -> DatasetConfig:
         raise ConfigError(key, name, f"a preset with DatasetConfig keys only ({unknown[0]} is not one)")
     ds = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DatasetConfig), values))
     assert isinstance(ds, DatasetConfig)
-    for dotted in CHECKS:
+    from powertrain.data import sources  # noqa: F401  (registers the loaders)
+
+    run_check("dataset.name", ds.name, one_of(DATASETS))
+    for dotted in FIELD_CHECKS:
         if dotted.startswith("dataset."):
             check_value(dotted, getattr(ds, dotted.split(".", 1)[1]))
     return ds

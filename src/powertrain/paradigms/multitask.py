@@ -17,18 +17,40 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from powertrain.config import ConfigError, RunConfig
+from powertrain.checks import Check, each, fraction_open_closed, non_negative, one_of
+from powertrain.config import ConfigError, ParadigmConfig, RunConfig
 from powertrain.data import DataSplits, DeviceBatches, dataset_preset, describe, load_dataset
 from powertrain.models import create_model
 from powertrain.models.parts import split_for_heads
-from powertrain.paradigms import Setup, register_paradigm
+from powertrain.paradigms import Setup
 from powertrain.train import evaluate_split
+
+NAME = "multitask"
+
+
+@dataclass
+class Config(ParadigmConfig):
+    """The tasks (conf/dataset preset names) that share one backbone, and how batches are mixed."""
+
+    name: str = NAME
+    tasks: list[str] = field(default_factory=list)
+    mixing: str = "round_robin"  # round_robin | proportional
+    task_weights: list[float] = field(default_factory=list)
+    task_targets: list[float] = field(default_factory=list)
+
+
+CHECKS: dict[str, Check] = {
+    "paradigm.mixing": one_of(("round_robin", "proportional")),
+    "paradigm.task_weights": each(non_negative),
+    "paradigm.task_targets": each(fraction_open_closed),
+}
 
 
 class MultiHead(nn.Module):
@@ -156,8 +178,7 @@ def _per_task(values: list[float], names: list[str], key: str, default: Any) -> 
     return dict(zip(names, values))
 
 
-@register_paradigm("multitask")
-def multitask(cfg: RunConfig, device: torch.device, autocast: Callable[[], Any]) -> Setup:
+def build(cfg: RunConfig, device: torch.device, autocast: Callable[[], Any]) -> Setup:
     """Shared backbone (``cfg.model`` without its classifier) and one head per task of ``paradigm.tasks``."""
     p = cfg.paradigm
     names = list(p.tasks)

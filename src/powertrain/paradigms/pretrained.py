@@ -16,26 +16,55 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 from torch import nn
 
-from powertrain.config import ConfigError, RunConfig
+from powertrain.checks import Check, at_least, non_negative, one_of, optional, run_check
+from powertrain.config import ConfigError, ParadigmConfig, RunConfig
 from powertrain.models import parts
-from powertrain.paradigms import Setup, register_paradigm, single_task
+from powertrain.paradigms import Setup, single_task
+from powertrain.results import CHECKPOINT_FILE, USABLE
 
-# loading weights already on disk takes seconds; anything longer is a network wait we refuse to hang on
-OFFLINE_LOAD_TIMEOUT_S = 60.0
-# statuses of an upstream run whose weights are worth recycling (a failed or preempted one is not finished)
-USABLE_UPSTREAM = ("completed", "target_reached", "budget_exhausted")
+NAME = "pretrained"
 
 
-@register_paradigm("pretrained")
-def pretrained(cfg: RunConfig, device: torch.device, autocast: Callable[[], Any]) -> Setup:
-    """Build the model, load the pretrained weights, freeze what ``paradigm.finetune`` keeps fixed."""
+@dataclass
+class Config(ParadigmConfig):
+    """Where the weights come from (exactly one source), how much of the model is trained, who pays."""
+
+    name: str = NAME
+    weights: Optional[str] = None  # "timm" to load timm's pretrained weights
+    checkpoint: Optional[str] = None  # a state_dict file
+    from_run: Optional[str] = None  # a previous powertrain run directory
+    finetune: str = "full"  # full | head | partial
+    partial_blocks: int = 1  # finetune=partial: train the last k blocks
+    backbone_lr_scale: float = 1.0  # lr multiplier for the backbone when fine-tuning
+    amortize_over: int = 1  # downstream uses the upstream cost is shared between
+    reset_classifier: bool = False  # fresh final layer even when its shape fits (new label set)
+    download: bool = False  # weights=timm: may fetch from the model hub (needs network); else local cache only
+    upstream_energy_j: Optional[float] = None  # weights/checkpoint: their known training energy, if published
+    upstream_carbon_g: Optional[float] = None
+
+
+CHECKS: dict[str, Check] = {
+    "paradigm.finetune": one_of(("full", "head", "partial")),
+    "paradigm.partial_blocks": at_least(1),
+    "paradigm.backbone_lr_scale": non_negative,
+    "paradigm.amortize_over": at_least(1),
+    "paradigm.upstream_energy_j": optional(non_negative),
+    "paradigm.upstream_carbon_g": optional(non_negative),
+}
+
+
+def check(cfg: RunConfig) -> None:
+    """Exactly one weight source; a run's own recorded cost is not overridden by hand."""
     p = cfg.paradigm
+    for key, fn in CHECKS.items():
+        run_check(key, getattr(p, key.split(".", 1)[1]), fn)
     sources = {k: v for k, v in (("weights", p.weights), ("checkpoint", p.checkpoint),
                                  ("from_run", p.from_run)) if v}
     if len(sources) != 1:
@@ -44,6 +73,17 @@ def pretrained(cfg: RunConfig, device: torch.device, autocast: Callable[[], Any]
     if p.from_run and (p.upstream_energy_j is not None or p.upstream_carbon_g is not None):
         raise ConfigError("paradigm.upstream_energy_j", p.upstream_energy_j,
                           "null with paradigm.from_run (the upstream run's result.json supplies its cost)")
+
+# loading weights already on disk takes seconds; anything longer is a network wait we refuse to hang on
+OFFLINE_LOAD_TIMEOUT_S = 60.0
+# statuses of an upstream run whose weights are worth recycling (a failed or preempted one is not finished)
+USABLE_UPSTREAM = USABLE
+
+
+def build(cfg: RunConfig, device: torch.device, autocast: Callable[[], Any]) -> Setup:
+    """Build the model, load the pretrained weights, freeze what ``paradigm.finetune`` keeps fixed."""
+    check(cfg)  # also for in-process callers that skipped validate()
+    p = cfg.paradigm
 
     model, task, info = single_task(cfg, device, autocast)
     notes: list[str] = []
@@ -59,7 +99,7 @@ def pretrained(cfg: RunConfig, device: torch.device, autocast: Callable[[], Any]
     else:
         run_dir = Path(p.from_run).resolve()
         upstream_result = read_upstream_run(run_dir)
-        state = read_state_dict(run_dir / "checkpoint.pt", "paradigm.from_run")
+        state = read_state_dict(run_dir / CHECKPOINT_FILE, "paradigm.from_run")
         notes += load_matching(model, state, "paradigm.from_run", str(run_dir), p.reset_classifier)
         source = f"run:{run_dir}"
         energy_j, carbon_g, chain = upstream_cost(upstream_result)
@@ -88,7 +128,7 @@ def pretrained(cfg: RunConfig, device: torch.device, autocast: Callable[[], Any]
 def read_upstream_run(run_dir: Path) -> dict[str, Any]:
     """The result.json of a finished powertrain run that saved its weights; ConfigError otherwise."""
     key = "paradigm.from_run"
-    if not (run_dir / "checkpoint.pt").is_file():
+    if not (run_dir / CHECKPOINT_FILE).is_file():
         raise ConfigError(key, str(run_dir), "a powertrain run directory holding checkpoint.pt "
                           "(the upstream run needs save_checkpoint=true)")
     try:

@@ -1,0 +1,43 @@
+"""The one error type for bad input, and the one "did you mean" helper.
+
+Every module that refuses a value raises ``ConfigError``; the entry point turns it into one line on stderr
+and exit code 2. This module imports nothing from powertrain, so anything may use it without a cycle.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value that is not allowed. ``str(err)`` is a one-line message for the user."""
+
+    def __init__(self, key: str, value: Any, allowed: str):
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"{key}={value!r} is not allowed: {allowed}")
+
+    @classmethod
+    def relayed(cls, message: str, key: str) -> ConfigError:
+        """The one-line error of a child process (a study's part), passed on unchanged."""
+        err = cls(key, None, message)
+        err.args = (message,)
+        return err
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def did_you_mean(value: Any, options: Iterable[str], quote: bool = True) -> str:
+    """`` (did you mean 'x'?)`` for the closest option, or ``""`` when none is close."""
+    close = difflib.get_close_matches(str(value), list(options), n=1)
+    if not close:
+        return ""
+    return f" (did you mean {close[0]!r}?)" if quote else f" (did you mean {close[0]}?)"
+
+
+def one_of_message(value: Any, options: Iterable[str]) -> str:
+    """``one of a, b, c (did you mean 'b'?)``: what is allowed, for a ConfigError."""
+    options = list(options)
+    return "one of " + ", ".join(options) + did_you_mean(value, options)

@@ -1,0 +1,151 @@
+"""Study presets: several runs (single runs or whole sweeps) and one summary, started with
+``python -m powertrain experiment=<name> [overrides]``.
+
+A study is one YAML, conf/experiment/<name>.yaml (``# @package _global_``, sets ``study.driver``), plus one
+driver module in this package that defines:
+
+- ``NAME``: the ``study.driver`` it answers to;
+- ``Config`` (optional): its knobs, a dataclass subclassing ``config.StudyConfig``, registered with Hydra as
+  ``base_study_<NAME>``; the YAML starts from it with ``defaults: [/study: base_study_<NAME>]``;
+- ``CHECKS`` (optional): value checks by dotted key (``study.<knob>``), also applied to CLI overrides;
+- ``check(cfg)`` (optional): checks that need the whole RunConfig, raising ConfigError;
+- ``run(ctx: StudyContext) -> dict``: runs the parts through ``ctx.single`` / ``ctx.sweep``, returns a
+  JSON-able summary (``summary["status"] == "completed"`` when the study answered its question);
+- ``analyze(df, study: dict) -> list``: report sections (``powertrain.report.Section``) from a DataFrame of
+  the study's runs; may return [].
+
+Every part is a ``python -m powertrain`` subprocess, so it is composed and validated exactly like the
+CLI, and a sweep part may use any launcher (``hydra/launcher=submitit_slurm``) or sweeper. The driver
+module is imported at start-up (Hydra needs ``Config``), so it imports nothing heavy at module level.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from powertrain.config import RunConfig
+from powertrain.errors import ConfigError
+from powertrain.registry import LazyModules
+
+SCHEMA = "powertrain.study/1"
+STUDY_FILE = "study.json"
+# ``study.driver`` → its module, for every module of this package (imported on first use)
+STUDIES = LazyModules(__name__, __path__)
+
+
+@dataclass
+class StudyContext:
+    """What a driver gets: the validated preset, where to write, and how to start its parts."""
+
+    cfg: RunConfig
+    out_dir: Path  # absolute: the Hydra output dir of the experiment= invocation
+    experiment: str  # the preset name: every part composes experiment=<name> study.part=<part>
+    overrides: list[str] = field(default_factory=list)  # the user's, minus experiment= and study.*
+    study_overrides: list[str] = field(default_factory=list)  # the user's study.* (same knobs in every part)
+    launcher: list[str] = field(default_factory=list)  # hydra/launcher=..., hydra.launcher.*: sweeps only
+
+    def _argv(self, part: str, overrides: list[str]) -> list[str]:
+        # the driver's overrides win over the user's for the keys the driver sets (e.g. dataset= of a part)
+        mine = {_key(o) for o in overrides}
+        users = [o for o in self.overrides if _key(o) not in mine]
+        return [f"experiment={self.experiment}", *self.study_overrides, f"study.part={part}", *users, *overrides]
+
+    def _call(self, part: str, argv: list[str]) -> int:
+        cmd = [sys.executable, "-m", "powertrain", *argv]
+        if self.cfg.verbose:
+            print(f"\n=== {self.out_dir.name}: {part} ({' '.join(argv[2:]) or 'as configured'}) ===", flush=True)
+        # a blocking wait: the study process sleeps while its parts run (no polling on a login node)
+        proc = subprocess.run(cmd, stderr=subprocess.PIPE, text=True)
+        if proc.stderr:
+            sys.stderr.write(proc.stderr)
+        if proc.returncode == 2:
+            lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+            why = lines[-1].removeprefix("powertrain: error: ") if lines else "bad input"
+            raise ConfigError.relayed(f"{why} (in study part {part})", part)
+        return proc.returncode
+
+    def sweep(self, part: str, overrides: list[str]) -> Path:
+        """Run ``overrides`` (grid axes or a sweeper) as a multirun into ``out_dir/part``; its sweep dir.
+
+        A sweep that fails (exit 1) does not raise: its rows say what happened. Bad input (exit 2) raises.
+        """
+        sweep_dir = self.out_dir / part
+        self._call(part, ["-m", *self._argv(part, overrides), *self.launcher, f"hydra.sweep.dir={sweep_dir}"])
+        return sweep_dir
+
+    def single(self, part: str, overrides: list[str]) -> dict[str, Any]:
+        """Run one part into ``out_dir/part`` and return its result.json (a failed run's too)."""
+        from powertrain.results import read_result, skeleton
+
+        run_dir = self.out_dir / part
+        code = self._call(part, [*self._argv(part, overrides), f"hydra.run.dir={run_dir}"])
+        try:
+            return read_result(run_dir)
+        except (OSError, ValueError):
+            result = skeleton(run_dir, overrides, None)
+            result["error"] = f"the run exited {code} without a result.json"
+            return result
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def split_overrides(task_overrides: list[str]) -> tuple[list[str], list[str]]:
+    """The user's overrides without ``experiment=``/``study.*``, and the ``study.*`` ones."""
+    plain = [o for o in task_overrides if _key(o) != "experiment" and not _key(o).startswith("study.")]
+    study = [o for o in task_overrides if _key(o).startswith("study.") and _key(o) != "study.part"]
+    return plain, study
+
+
+def launcher_overrides(hydra_overrides: list[str]) -> list[str]:
+    """The user's launcher choice and settings, for the study's sweeps."""
+    return [o for o in hydra_overrides if o.startswith(("hydra/launcher=", "hydra.launcher."))]
+
+
+def run_study(ctx: StudyContext) -> dict[str, Any]:
+    """Run the driver, then write ``study.json`` (always) and the report (if powertrain.report can).
+
+    Raises:
+        ConfigError: bad input found by the driver or one of its parts (study.json records it first).
+    """
+    from powertrain.results import now_iso, write_json_atomic
+
+    driver = ctx.cfg.study.driver
+    assert driver is not None
+    record: dict[str, Any] = {"schema": SCHEMA, "driver": driver, "experiment": ctx.experiment,
+                              "scale": ctx.cfg.study.scale, "seeds": list(ctx.cfg.study.seeds),
+                              "status": "failed", "error": None, "dir": str(ctx.out_dir),
+                              "overrides": ctx.study_overrides + ctx.overrides, "launcher": ctx.launcher,
+                              "started_at": now_iso(), "finished_at": None, "summary": None}
+    try:
+        summary = STUDIES[driver].run(ctx)
+        record["summary"] = summary
+        record["status"] = "completed" if summary.get("status", "completed") == "completed" else "failed"
+    except BaseException as e:  # record why, then let the entry point turn it into the exit code
+        record["error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise
+    finally:
+        record["finished_at"] = now_iso()
+        write_json_atomic(ctx.out_dir / STUDY_FILE, record)
+        _report(ctx.out_dir, driver, ctx.cfg.verbose)
+    return record
+
+
+def _report(out_dir: Path, driver: str, verbose: bool) -> None:
+    """The study's report, if powertrain.report provides one; a failure here never loses study.json."""
+    try:
+        import powertrain.report as report
+
+        write_report = getattr(report, "write_report", None)
+        if write_report is not None:
+            path = write_report(out_dir, title=f"study {driver}")
+            if verbose:
+                print(f"report: {path}", flush=True)
+    except Exception as e:  # noqa: BLE001 (a report problem must not fail a finished study)
+        print(f"powertrain: warning: study report not written: {type(e).__name__}: {e}".splitlines()[0],
+              file=sys.stderr, flush=True)

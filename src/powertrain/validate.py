@@ -1,0 +1,187 @@
+"""The one place a configuration is checked, and where the schemas are registered with Hydra.
+
+Sits above config (the schema), checks (range checks), the registries (models, data, optim, paradigms,
+studies) and carbon (region tables): nothing below imports this module, so there is no cycle. The names
+a key allows come from those registries, never from a hand-kept list.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import fields
+from typing import Any, Optional
+
+from powertrain.checks import FIELD_CHECKS, Check, one_of, optional, run_check
+from powertrain.config import GROUPS, RunConfig, StudyConfig, data_root, get_dotted
+from powertrain.errors import ConfigError
+
+__all__ = ["ConfigError", "validate", "check_value", "register_configs", "schema", "check_precision"]
+
+
+def _region(v: Any) -> Optional[str]:
+    if v is None:
+        return None
+    from powertrain.carbon import region_problem  # the tables live with the carbon accounting
+
+    return region_problem(v)
+
+
+@functools.lru_cache(maxsize=1)
+def name_checks() -> dict[str, Check]:
+    """Checks of keys that name a plug-in: the allowed names are the registries' keys."""
+    from powertrain.data import DATASETS
+    from powertrain.data import sources as _sources  # noqa: F401  (registers the loaders)
+    from powertrain.models import MODELS
+    from powertrain.models import cnn as _cnn  # noqa: F401  (register the families)
+    from powertrain.models import dense as _dense  # noqa: F401
+    from powertrain.models import timm_models as _timm  # noqa: F401
+    from powertrain.optim import OPTIMIZERS, SCHEDULERS
+    from powertrain.paradigms import PARADIGMS
+    from powertrain.studies import STUDIES
+
+    checks: dict[str, Check] = {
+        "model.family": one_of(MODELS),
+        "dataset.name": one_of(DATASETS),
+        "optimizer.name": one_of(OPTIMIZERS),
+        "optimizer.scheduler.name": one_of(SCHEDULERS),
+        "paradigm.name": one_of(PARADIGMS),
+        "study.driver": optional(one_of(STUDIES)),
+        # dispatched by an if in energy.select.build_meter and tracking.build_tracker (no table there)
+        "energy.meter": one_of(("auto", "estimate")),
+        "tracking.name": one_of(("none", "wandb")),
+        "carbon.region": _region,
+    }
+    for module in (*PARADIGMS.values(), *STUDIES.values()):
+        checks.update(getattr(module, "CHECKS", {}))
+    return checks
+
+
+def check_value(key: str, value: Any) -> None:
+    """Raise ConfigError if ``value`` is not allowed for ``key`` (keys without a check pass)."""
+    run_check(key, value, FIELD_CHECKS.get(key) or name_checks().get(key))
+
+
+def paradigm_schema(name: str) -> type:
+    """The schema dataclass of paradigm ``name`` (ConfigError naming the paradigms that exist)."""
+    from powertrain.paradigms import PARADIGMS
+
+    check_value("paradigm.name", name)
+    return PARADIGMS[name].Config
+
+
+def study_schema(driver: Optional[str]) -> type:
+    """The schema dataclass of study driver ``driver`` (``StudyConfig`` if it has no knobs)."""
+    from powertrain.studies import STUDIES
+
+    if driver is None:
+        return StudyConfig
+    check_value("study.driver", driver)
+    return getattr(STUDIES[driver], "Config", StudyConfig)
+
+
+def schema(paradigm: str = "scratch", driver: Optional[str] = None) -> Any:
+    """The structured config (an OmegaConf node) of a run with this paradigm and study driver."""
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.structured(RunConfig)
+    node.paradigm = OmegaConf.structured(paradigm_schema(paradigm))
+    node.study = OmegaConf.structured(study_schema(driver))
+    return node
+
+
+def register_configs() -> None:
+    """Register the schemas with Hydra's ConfigStore: ``base_config``, ``base_<group>``, ``base_<paradigm>``
+    and ``base_study_<driver>``."""
+    from hydra.core.config_store import ConfigStore
+
+    from powertrain.paradigms import PARADIGMS
+    from powertrain.studies import STUDIES
+
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=RunConfig)
+    for group, node in GROUPS.items():
+        cs.store(group=group, name=f"base_{group}", node=node)
+    for name, module in PARADIGMS.items():
+        cs.store(group="paradigm", name=f"base_{name}", node=module.Config)
+    for name, module in STUDIES.items():
+        cs.store(group="study", name=f"base_study_{name}", node=getattr(module, "Config", StudyConfig))
+
+
+def _as_paradigm(cfg: RunConfig) -> None:
+    """In-process callers may build ``RunConfig()`` and set ``paradigm.name``: give it its own schema."""
+    cls = paradigm_schema(cfg.paradigm.name)
+    if not isinstance(cfg.paradigm, cls):
+        values = {f.name: getattr(cfg.paradigm, f.name) for f in fields(cfg.paradigm)}
+        cfg.paradigm = cls(**{k: v for k, v in values.items() if k in {f.name for f in fields(cls)}})
+
+
+def validate(cfg: Any) -> RunConfig:
+    """Convert a composed DictConfig (or a RunConfig) into a checked ``RunConfig``.
+
+    Raises:
+        ConfigError: on the first value that is not allowed.
+    """
+    if not isinstance(cfg, RunConfig):
+        from omegaconf import OmegaConf
+
+        cfg = OmegaConf.to_object(cfg)
+        if not isinstance(cfg, RunConfig):  # composed without the schema (e.g. a bare dict)
+            raise ConfigError("config", type(cfg).__name__, "a config composed on base_config")
+    _as_paradigm(cfg)
+    for key in (*FIELD_CHECKS, *name_checks()):
+        value = get_dotted(cfg, key, default=_ABSENT)
+        if value is not _ABSENT:  # paradigm.* / study.* keys of other paradigms and drivers
+            check_value(key, value)
+    _check_combinations(cfg)
+    from powertrain.paradigms import PARADIGMS
+
+    _call_check(PARADIGMS[cfg.paradigm.name], cfg)
+    if cfg.study.driver is not None:
+        from powertrain.studies import STUDIES
+
+        module = STUDIES[cfg.study.driver]
+        expected = getattr(module, "Config", StudyConfig)
+        if not isinstance(cfg.study, expected):
+            raise ConfigError("study.driver", cfg.study.driver, f"a preset whose defaults start from "
+                              f"/study: base_study_{cfg.study.driver} (the driver's knobs)")
+        if cfg.study.part is None:  # the study's own checks; its parts set what they need themselves
+            _call_check(module, cfg)
+    return cfg
+
+
+_ABSENT = object()
+
+
+def _call_check(module: Any, cfg: RunConfig) -> None:
+    check = getattr(module, "check", None)
+    if check is not None:
+        check(cfg)
+
+
+def check_precision(precision: str, device_type: str) -> None:
+    """bf16/fp16 autocast needs CUDA: refuse it rather than silently train in fp32."""
+    if precision != "fp32" and device_type != "cuda":
+        raise ConfigError("precision", precision, "fp32 on CPU (bf16/fp16 autocast needs CUDA)")
+
+
+def _check_combinations(cfg: RunConfig) -> None:
+    if cfg.hardware.device == "cpu":  # hardware.device=auto is checked once run() knows the device
+        check_precision(cfg.precision, "cpu")
+    if cfg.optimizer.nesterov and (cfg.optimizer.name != "sgd" or cfg.optimizer.momentum <= 0):
+        raise ConfigError("optimizer.nesterov", True, "only with optimizer=sgd and momentum > 0")
+    if cfg.dataset.name not in ("digits", "synthetic"):
+        root = data_root(cfg.dataset)
+        if not cfg.dataset.download and not os.path.isdir(root):
+            raise ConfigError(
+                "dataset.root",
+                root,
+                "an existing directory holding the dataset files (set dataset.root or "
+                "$POWERTRAIN_DATA, or dataset.download=true on a machine with network)",
+            )
+    if cfg.model.family == "timm":
+        from powertrain.models import check_timm_name
+
+        check_timm_name(cfg.model.name)
+
+
