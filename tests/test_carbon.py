@@ -127,16 +127,29 @@ def test_missing_life_cycle_figure_makes_embodied_and_total_null():
 
 def test_contract_keys_and_average_note():
     cfg = CarbonConfig(region="DEU")
-    out = carbon.account(cfg, carbon.resolve(cfg), _no_embodied(), energy_j=1.0, wall_s=1.0)
-    for key in (
-        "region",
-        "intensity_g_per_kwh",
-        "intensity_source",
-        "pue",
-        "operational_g",
-        "embodied_g",
-        "total_g",
-    ):
-        assert key in out
+    intensity = carbon.resolve(cfg)
+    out = carbon.account(cfg, intensity, _no_embodied(), energy_j=KWH_J / 2, wall_s=1.0)
+    # every contract key, with the value a reader would check by hand: 0.5 kWh × PUE 1.0 × DEU g/kWh
+    assert out["region"] == "DEU"
+    assert out["intensity_g_per_kwh"] == pytest.approx(float(_country_row("DEU")["carbon_intensity_g_per_kwh"]))
+    assert out["intensity_source"] == intensity.source
+    assert out["pue"] == 1.0
+    assert out["operational_g"] == pytest.approx(0.5 * float(_country_row("DEU")["carbon_intensity_g_per_kwh"]))
+    assert out["embodied_g"] is None and out["total_g"] is None  # no life-cycle figures: no partial total
     assert any("not marginal" in n for n in out["notes"])
     assert any("pue" in a for a in out["assumptions"])  # PUE 1.0 is called out
+
+
+def test_per_epoch_rows_and_the_result_use_the_same_formula():
+    cfg = CarbonConfig(region="DEU", pue=1.3)
+    intensity = carbon.resolve(cfg)
+    out = carbon.account(cfg, intensity, _no_embodied(), energy_j=1234.0, wall_s=1.0)
+    assert carbon.operational_g(cfg, intensity, 1234.0) == pytest.approx(out["operational_g"])
+    assert carbon.operational_g(cfg, None, 1234.0) is None
+
+
+def test_embodied_counts_every_gpu_the_run_measured():
+    gpus = [{"name": f"gpu:{i}", "kind": "gpu"} for i in range(4)] + [{"name": "cpu:package-0", "kind": "cpu"}]
+    assert carbon.device_count(gpus, "gpu") == 4
+    assert carbon.device_count(gpus, "cpu") == 1
+    assert carbon.device_count([], "gpu") == 1  # estimated GPU without a component still occupies one

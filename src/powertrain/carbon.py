@@ -177,6 +177,23 @@ def embodied_g(hardware: HardwareConfig, wall_s: float, devices: int = 1) -> Opt
     return devices * hardware.embodied_kgco2e * 1000.0 * wall_s / busy_s
 
 
+def operational_g(cfg: CarbonConfig, intensity: Optional[Intensity], energy_j: float) -> Optional[float]:
+    """Grid emissions of ``energy_j`` of IT energy: kWh × PUE × g/kWh; None without an intensity.
+
+    The one operational-carbon formula: ``account`` and the per-epoch rows both use it.
+    """
+    if intensity is None:
+        return None
+    return energy_j / J_PER_KWH * cfg.pue * intensity.g_per_kwh
+
+
+def device_count(components: list[dict[str, Any]], kind: str) -> int:
+    """How many devices of the profile's ``kind`` the run's meter saw (GPUs: one component each)."""
+    if kind != "gpu":
+        return 1  # a CPU profile is the package(s) of one host
+    return max(1, sum(1 for c in components if c.get("kind") == "gpu"))
+
+
 def account(
     cfg: CarbonConfig,
     intensity: Optional[Intensity],
@@ -199,8 +216,7 @@ def account(
         wall_s: the run's wall-clock time, over which the hardware is occupied.
         devices: how many devices of the profile the run used (e.g. GPUs).
     """
-    energy_kwh = energy_j / J_PER_KWH
-    operational = None if intensity is None else energy_kwh * cfg.pue * intensity.g_per_kwh
+    operational = operational_g(cfg, intensity, energy_j)
     embodied = embodied_g(hardware, wall_s, devices)
     total = None if operational is None or embodied is None else operational + embodied
 

@@ -273,7 +273,7 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
 
         def on_epoch(row: dict[str, Any]) -> None:
             if intensity is not None:
-                row["carbon_g"] = row["energy_j"] / carbon.J_PER_KWH * cfg.carbon.pue * intensity.g_per_kwh
+                row["carbon_g"] = carbon.operational_g(cfg.carbon, intensity, row["energy_j"])
             tracker.log_epoch(row)
             if cfg.verbose:
                 print(f"epoch {row['epoch']:>3}/{cfg.max_epochs}  loss {row['train_loss']:.4f}  "
@@ -369,8 +369,10 @@ def _fill_result(result: dict[str, Any], cfg: RunConfig, fit_result: Any, ledger
     try:
         from powertrain import carbon
 
-        result["carbon"] = carbon.account(cfg.carbon, intensity, profile or cfg.hardware,
-                                          energy_j=result["energy"]["total_j"] or 0.0, wall_s=wall_s)
+        hw = profile or cfg.hardware
+        devices = carbon.device_count(result["energy"]["components"], getattr(hw, "kind", "cpu"))
+        result["carbon"] = carbon.account(cfg.carbon, intensity, hw, energy_j=result["energy"]["total_j"] or 0.0,
+                                          wall_s=wall_s, devices=devices)
         upstream = result.get("upstream")
         if upstream and result["carbon"] is not None:
             c = result["carbon"]
