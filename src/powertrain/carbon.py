@@ -216,6 +216,7 @@ def account(
         wall_s: the run's wall-clock time, over which the hardware is occupied.
         devices: how many devices of the profile the run used (e.g. GPUs).
     """
+    energy_kwh = energy_j / J_PER_KWH
     operational = operational_g(cfg, intensity, energy_j)
     embodied = embodied_g(hardware, wall_s, devices)
     total = None if operational is None or embodied is None else operational + embodied
