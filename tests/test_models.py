@@ -1,4 +1,4 @@
-"""The seed models are built exactly as DESIGN.md defines them; timm models build by name."""
+"""The seed models are built exactly as docs/DESIGN.md defines them; timm models build by name."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""result.json: the DESIGN.md contract holds for every way a run can end, and the file is written atomically."""
+"""result.json: the docs/DESIGN.md contract holds for every way a run can end, and the file is written atomically."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from powertrain.config import ConfigError
 from powertrain.results import STATUSES, exit_code, read_result, write_json_atomic, write_result
 from powertrain.run import run
 
-# DESIGN.md, "The contract: result.json"
+# docs/DESIGN.md, "The contract: result.json"
 CONTRACT = {
     "": ["schema", "status", "error", "run", "config", "metrics", "energy", "carbon", "time", "hardware"],
     "run": ["id", "dir", "overrides", "started_at", "finished_at"],

@@ -1,6 +1,6 @@
 """The result file: ``result.json`` in every run directory, whatever the run's end.
 
-Schema ``powertrain.result/1`` (see DESIGN.md). Written atomically (temp file + rename) so a reader never
+Schema ``powertrain.result/1`` (see docs/DESIGN.md). Written atomically (temp file + rename) so a reader never
 sees half a file, also when the run is killed while writing.
 """
 
