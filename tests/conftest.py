@@ -48,7 +48,8 @@ def tiny_cfg() -> Callable[..., Any]:
         defaults = {
             "dataset.name": "synthetic", "dataset.train_size": 256, "dataset.test_size": 128,
             "model.family": "dense_poly", "optimizer.name": "sgd", "optimizer.lr": 0.05,
-            "optimizer.momentum": 0.9, "hardware.device": "cpu", "batch_size": 64, "max_epochs": 3,
+            "optimizer.momentum": 0.9, "optimizer.scheduler.name": "none", "hardware.device": "cpu",
+            "batch_size": 64, "max_epochs": 3,
             "verbose": False, "save_checkpoint": False,
         }
         for dotted, v in {**defaults, **values}.items():

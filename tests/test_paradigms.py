@@ -22,7 +22,8 @@ def make_cfg(**values: Any) -> RunConfig:
     cfg = RunConfig()
     defaults = {"dataset.name": "synthetic", "dataset.train_size": 256, "dataset.test_size": 128,
                 "model.family": "simple_cnn", "optimizer.name": "sgd", "optimizer.lr": 0.05,
-                "optimizer.momentum": 0.9, "hardware.device": "cpu", "batch_size": 64, "max_epochs": 2,
+                "optimizer.momentum": 0.9, "optimizer.scheduler.name": "none", "hardware.device": "cpu",
+                "batch_size": 64, "max_epochs": 2,
                 "verbose": False, "save_checkpoint": True}
     for dotted, v in {**defaults, **values}.items():
         if dotted == "paradigm.name":  # each paradigm has its own schema

@@ -37,6 +37,20 @@ def test_schema_defaults_equal_the_composed_yaml_defaults(compose: Any) -> None:
     assert asdict(validate(compose())) == asdict(RunConfig())
 
 
+@pytest.mark.parametrize("preset", [[], ["experiment=pretrain_finetune"], ["experiment=multitask_vs_single"]])
+def test_conf_never_sets_hydra_mode(preset: list[str]) -> None:
+    """__main__._compose_once skips Hydra's mode-only composition on this promise."""
+    from hydra import compose, initialize_config_dir
+
+    from powertrain.paths import conf_dir
+    from powertrain.validate import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=preset, return_hydra_config=True)
+    assert cfg.hydra.mode is None
+
+
 def test_study_sweep_part_composes_the_preset_and_returns_its_sweep_dir(tmp_path: Path, compose: Any) -> None:
     """ctx.sweep runs a real multirun (the CLI path) of the preset into out_dir/<part>."""
     from powertrain.studies import StudyContext

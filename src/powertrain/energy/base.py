@@ -390,3 +390,10 @@ class Ledger:
             phase_time_s=d.get("phase_time_s", {}),
             epochs=d.get("epochs", []),
         )
+
+    def result_section(self) -> dict[str, Any]:
+        """The ledger's part of result.json's ``energy``: train + eval = total; setup reported apart."""
+        train_j, eval_j = self.phase_j("train"), self.phase_j("eval")
+        return {"train_j": train_j, "eval_j": eval_j, "total_j": train_j + eval_j,
+                "setup_j": self.phase_j("setup"),  # data loading + model building, outside total_j
+                "components": self.components(), "measured_fraction": self.measured_fraction()}

@@ -1,0 +1,88 @@
+"""Filling result.json from what a run measured, and the summary printed at its end.
+
+``results.py`` defines the file (schema, statuses, atomic write); this module fills its sections: metrics
+from the fit, energy from the ledger (``Ledger.result_section``), carbon from ``carbon.account``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from powertrain.config import RunConfig
+from powertrain.errors import ConfigError
+from powertrain.results import RESULT_FILE, now_iso
+
+
+def fill_result(result: dict[str, Any], cfg: RunConfig, fit_result: Any, ledger: Any, wall_s: float,
+                 intensity: Any, profile: Any) -> None:
+    result["run"]["finished_at"] = now_iso()
+    result["time"]["wall_s"] = wall_s
+    if fit_result is not None:
+        st = fit_result.state
+        m = result["metrics"]
+        m.update({
+            "final_accuracy": fit_result.final_metrics.get("accuracy"),
+            "best_accuracy": st.best_accuracy if st.epoch else None,
+            "final_loss": fit_result.final_loss,
+            "final_eval_loss": fit_result.final_metrics.get("loss"),
+            "epochs": st.epoch, "steps": st.steps,
+            "reached_target": st.energy_to_target_j is not None,
+            "energy_to_target_j": st.energy_to_target_j,
+            "time_to_target_s": st.time_to_target_s,
+        })
+        if "tasks" in fit_result.final_metrics:
+            m["tasks"] = fit_result.final_metrics["tasks"]
+        result["time"].update({"train_s": st.train_s, "eval_s": st.eval_s})
+        result["history"] = [{k: v for k, v in row.items() if k != "epoch_components_j"} for row in st.history]
+    if ledger is not None and ledger.phases:
+        e = result["energy"]
+        e.update(ledger.result_section())
+        if e["idle_baseline_w"] is not None:
+            idle_j = e["idle_baseline_w"] * ((result["time"]["train_s"] or 0) + (result["time"]["eval_s"] or 0))
+            e["above_idle_j"] = max(e["total_j"] - idle_j, 0.0)
+        upstream = result.get("upstream")
+        if upstream:
+            e["upstream_j"] = upstream.get("energy_j_amortized")
+            # unknown upstream energy (e.g. published weights) must not read as zero
+            e["total_with_upstream_j"] = None if e["upstream_j"] is None else e["total_j"] + e["upstream_j"]
+    try:
+        from powertrain import carbon
+
+        hw = profile or cfg.hardware
+        devices = carbon.device_count(result["energy"]["components"], getattr(hw, "kind", "cpu"))
+        result["carbon"] = carbon.account(cfg.carbon, intensity, hw, energy_j=result["energy"]["total_j"] or 0.0,
+                                          wall_s=wall_s, devices=devices)
+        upstream = result.get("upstream")
+        if upstream and result["carbon"] is not None:
+            c = result["carbon"]
+            c["upstream_g"] = upstream.get("carbon_g_amortized")
+            c["total_with_upstream_g"] = (None if c.get("total_g") is None or c["upstream_g"] is None
+                                          else c["total_g"] + c["upstream_g"])
+    except ConfigError:
+        result["carbon"] = None
+    except Exception as e:  # accounting must not lose the result file
+        result["carbon"] = {"error": f"{type(e).__name__}: {e}"}
+
+
+def print_summary(result: dict[str, Any], run_dir: Path) -> None:
+    m, e, c, t = result["metrics"], result["energy"], result.get("carbon") or {}, result["time"]
+    acc = f"{m['final_accuracy'] * 100:.2f}%" if m["final_accuracy"] is not None else "n/a"
+    lines = [f"status: {result['status']}" + (f" ({result['error']})" if result["error"] else "")]
+    lines.append(f"accuracy: {acc} (best {m['best_accuracy'] * 100:.2f}%)" if m["best_accuracy"] is not None
+                 else f"accuracy: {acc}")
+    if e["total_j"] is not None:
+        share = e["measured_fraction"]
+        share_txt = f"{share * 100:.0f}% measured" if share is not None else "nothing metered"
+        setup = f"; setup {e['setup_j']:.1f} J not in total" if e.get("setup_j") else ""
+        lines.append(f"energy: {e['total_j']:.1f} J = {e['total_j'] / 3600:.4f} Wh ({share_txt}; "
+                     f"train {e['train_j']:.1f} J, eval {e['eval_j']:.1f} J{setup})")
+    if m["energy_to_target_j"] is not None:
+        target = m["target_accuracy"] if m["target_accuracy"] is not None else "(every task's)"
+        lines.append(f"energy to target {target}: {m['energy_to_target_j']:.1f} J")
+    if c.get("total_g") is not None:
+        lines.append(f"carbon: {c['total_g']:.4f} gCO2e ({c['region']}, {c['intensity_g_per_kwh']:.0f} g/kWh, "
+                     f"operational {c['operational_g']:.4f} g + embodied {c['embodied_g']:.4f} g)")
+    lines.append(f"time: {t['wall_s']:.1f} s wall")
+    lines.append(f"result: {run_dir / RESULT_FILE}")
+    print("\n".join(lines), flush=True)
