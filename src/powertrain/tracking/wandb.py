@@ -11,6 +11,8 @@ import math
 import os
 from typing import Any, Optional
 
+from powertrain.config import get_dotted
+from powertrain.results import USABLE
 from powertrain.tracking import Tracker
 
 # result.json keys (dotted) copied into the W&B summary, named with "/" so the UI groups them
@@ -34,15 +36,7 @@ SUMMARY_KEYS = (
     "metrics.energy_to_target_j",
     "time.wall_s",
 )
-OK_STATUSES = ("completed", "target_reached", "budget_exhausted")
-
-
-def _dig(d: dict[str, Any], dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(d, dict) or part not in d:
-            return None
-        d = d[part]
-    return d
+OK_STATUSES = USABLE  # a run W&B should show as finished (exit code 0)
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -124,7 +118,7 @@ class WandbTracker(Tracker):
             return
         run, self.run = self.run, None
         try:
-            summary = {k.replace(".", "/"): _dig(result, k) for k in SUMMARY_KEYS}
+            summary = {k.replace(".", "/"): get_dotted(result, k, None) for k in SUMMARY_KEYS}
             run.summary.update({k: v for k, v in summary.items() if v is not None})
         finally:
             run.finish(exit_code=0 if result.get("status") in OK_STATUSES else 1)
