@@ -42,6 +42,9 @@ def dataset_label(cfg: Any) -> str:
     return cfg.dataset.name + (f" classes {list(cfg.dataset.classes)}" if cfg.dataset.classes else "")
 
 
-def print_report(lines: list[str], verbose: bool) -> None:
+def finish(summary: dict[str, Any], lines: list[str], verbose: bool) -> dict[str, Any]:
+    """The summary with its report lines, which are printed too."""
+    summary["report"] = lines
     if verbose:
         print("\n" + "\n".join(lines), flush=True)
+    return summary

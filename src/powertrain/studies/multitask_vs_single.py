@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from powertrain.checks import Check, each, fraction_open_closed, one_of
 from powertrain.config import RunConfig, StudyConfig
 from powertrain.errors import ConfigError
-from powertrain.studies._common import fmt_pct, joules, override_value, part_row, pct, print_report
+from powertrain.studies._common import finish, fmt_pct, joules, override_value, part_row, pct
 
 if TYPE_CHECKING:
     from powertrain.studies import StudyContext
@@ -86,7 +86,7 @@ def run(ctx: StudyContext) -> dict[str, Any]:
         missing = (["multitask"] if e_mt is None else []) + [n for n, e in zip(s.tasks, e_single) if e is None]
         summary["comparison"] = f"not comparable: {', '.join(missing)} did not reach the target(s)"
         lines.append(f"  {summary['comparison']} (raise max_epochs or lower the targets)")
-        return _finish(summary, lines, cfg.verbose)
+        return finish(summary, lines, cfg.verbose)
     total = sum(e_single)  # type: ignore[arg-type]
     saved = total - e_mt
     summary.update(status="completed", energy_single_sum_j=total, energy_saved_j=saved,
@@ -95,13 +95,7 @@ def run(ctx: StudyContext) -> dict[str, Any]:
                              f"({abs(saved) / total * 100:.0f} % of the single-task runs' {total:.1f} J)")
     lines.append(f"  single-task runs together:           {total:10.1f} J")
     lines.append(f"  {summary['comparison']}")
-    return _finish(summary, lines, cfg.verbose)
-
-
-def _finish(summary: dict[str, Any], lines: list[str], verbose: bool) -> dict[str, Any]:
-    summary["report"] = lines
-    print_report(lines, verbose)
-    return summary
+    return finish(summary, lines, cfg.verbose)
 
 
 def analyze(df: Any, study: dict[str, Any]) -> list:

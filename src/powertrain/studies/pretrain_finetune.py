@@ -19,11 +19,11 @@ from powertrain.errors import ConfigError
 from powertrain.results import SUCCESS
 from powertrain.studies._common import (
     dataset_label,
+    finish,
     joules,
     override_value,
     part_row,
     pct,
-    print_report,
     to_target,
 )
 
@@ -75,7 +75,7 @@ def run(ctx: StudyContext) -> dict[str, Any]:
                                     "target_accuracy=null", "save_checkpoint=true"])
     summary["runs"]["pretrain"] = part_row(r_pre, f"pretrain on {s.pretrain_dataset}")
     if r_pre["status"] not in SUCCESS:
-        return _finish(summary, [f"pretraining ended {r_pre['status']}: {r_pre.get('error') or ''}"], cfg.verbose)
+        return finish(summary, [f"pretraining ended {r_pre['status']}: {r_pre.get('error') or ''}"], cfg.verbose)
 
     r_ft = ctx.single("finetune", ["paradigm=pretrained", f"paradigm.from_run={ctx.out_dir / 'pretrain'}",
                                    f"paradigm.finetune={s.finetune}", f"paradigm.partial_blocks={s.partial_blocks}",
@@ -98,7 +98,7 @@ def run(ctx: StudyContext) -> dict[str, Any]:
         missing = [k for k, v in (("fine-tuning", e_ft), ("scratch", e_sc)) if v is None]
         summary["break_even"] = f"not comparable: {' and '.join(missing)} did not reach {target}"
         lines.append(f"  break-even: {summary['break_even']} (raise max_epochs or lower target_accuracy)")
-        return _finish(summary, lines, cfg.verbose)
+        return finish(summary, lines, cfg.verbose)
     n = break_even(e_pre, e_ft, e_sc)
     summary.update(status="completed", saving_per_finetune_j=e_sc - e_ft, break_even_n=n)
     if n is None:
@@ -110,13 +110,7 @@ def run(ctx: StudyContext) -> dict[str, Any]:
     lines.append(f"  saving per fine-tuning E_scratch − E_ft = {e_sc - e_ft:.1f} J")
     lines.append(f"  break-even n* = ceil(E_pre / (E_scratch − E_ft)) = {n if n is not None else 'never'}: "
                  f"{summary['break_even']}")
-    return _finish(summary, lines, cfg.verbose)
-
-
-def _finish(summary: dict[str, Any], lines: list[str], verbose: bool) -> dict[str, Any]:
-    summary["report"] = lines
-    print_report(lines, verbose)
-    return summary
+    return finish(summary, lines, cfg.verbose)
 
 
 def analyze(df: Any, study: dict[str, Any]) -> list:
