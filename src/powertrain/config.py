@@ -50,13 +50,16 @@ class DatasetConfig:
     name: str = "digits"
     root: Optional[str] = None  # torchvision datasets; None -> $POWERTRAIN_DATA or ./data
     download: bool = False  # never fetch unless asked: compute nodes are often offline
-    # synthetic only
+    # synthetic only (powertrain.data.synthetic); the difficulty knobs default to off, the presets set them
     num_classes: int = 10
     channels: int = 1
     image_size: int = 8
     train_size: int = 2048
     test_size: int = 512
-    noise: float = 0.5
+    noise: float = 0.5  # per-pixel Gaussian noise std (it averages out over pixels, so alone it is easy)
+    clutter: float = 0.0  # smooth per-sample background at the patterns' own scale: makes classes overlap
+    max_shift_px: int = 0  # each sample's pattern moves up to this many pixels each way (convolutions help)
+    label_noise: float = 0.0  # share of *training* labels replaced by a random class; test labels stay clean
     # all datasets: use only the first N samples of each split (None = all); handy for quick runs
     limit_train: Optional[int] = None
     limit_test: Optional[int] = None
@@ -218,7 +221,8 @@ def register_configs() -> None:
 # ---------------------------------------------------------------------------------------- validation
 
 MODEL_FAMILIES = ("simple_cnn", "dense_poly", "dense_linear", "mlp", "timm")
-DATASETS = ("digits", "synthetic", "mnist", "fashion_mnist", "cifar10", "cifar100")
+DATASETS = ("digits", "synthetic", "mnist_5k", "mnist", "fashion_mnist", "cifar10", "cifar100")
+EMBEDDED_DATASETS = ("digits", "synthetic", "mnist_5k")  # need no files under dataset.root
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULERS = ("none", "cosine", "step")
 PARADIGMS = ("scratch", "pretrained", "multitask")
@@ -311,6 +315,9 @@ CHECKS: dict[str, Callable[[Any], Optional[str]]] = {
     "dataset.train_size": _at_least(1),
     "dataset.test_size": _at_least(1),
     "dataset.noise": _non_negative,
+    "dataset.clutter": _non_negative,
+    "dataset.max_shift_px": _at_least(0),
+    "dataset.label_noise": _beta,
     "dataset.limit_train": _optional(_at_least(1)),
     "dataset.limit_test": _optional(_at_least(1)),
     "dataset.test_fraction": lambda v: None if 0 < v < 1 else "a number in (0, 1)",
@@ -415,7 +422,7 @@ def _check_combinations(cfg: RunConfig) -> None:
         check_precision(cfg.precision, "cpu")
     if cfg.optimizer.nesterov and (cfg.optimizer.name != "sgd" or cfg.optimizer.momentum <= 0):
         raise ConfigError("optimizer.nesterov", True, "only with optimizer=sgd and momentum > 0")
-    if cfg.dataset.name not in ("digits", "synthetic"):
+    if cfg.dataset.name not in EMBEDDED_DATASETS:
         root = data_root(cfg.dataset)
         if not cfg.dataset.download and not os.path.isdir(root):
             raise ConfigError(
