@@ -39,13 +39,16 @@ class DatasetConfig:
     name: str = "digits"
     root: Optional[str] = None  # torchvision datasets; None -> $POWERTRAIN_DATA or ./data
     download: bool = False  # never fetch unless asked: compute nodes are often offline
-    # synthetic only
+    # synthetic only (powertrain.data.synthetic); the difficulty knobs default to off, the presets set them
     num_classes: int = 10
     channels: int = 1
     image_size: int = 8
     train_size: int = 2048
     test_size: int = 512
-    noise: float = 0.5
+    noise: float = 0.5  # per-pixel Gaussian noise std (it averages out over pixels, so alone it is easy)
+    clutter: float = 0.0  # smooth per-sample background at the patterns' own scale: makes classes overlap
+    max_shift_px: int = 0  # each sample's pattern moves up to this many pixels each way (convolutions help)
+    label_noise: float = 0.0  # share of *training* labels replaced by a random class; test labels stay clean
     # all datasets: use only the first N samples of each split (None = all); handy for quick runs
     limit_train: Optional[int] = None
     limit_test: Optional[int] = None

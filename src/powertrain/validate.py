@@ -16,6 +16,9 @@ from powertrain.checks import FIELD_CHECKS, Check, one_of, optional, run_check
 from powertrain.config import GROUPS, RunConfig, StudyConfig, data_root, get_dotted
 from powertrain.errors import ConfigError
 
+# datasets generated or shipped inside a package: they need no files under dataset.root
+EMBEDDED_DATASETS = ("digits", "synthetic", "mnist_5k")
+
 __all__ = ["ConfigError", "validate", "check_value", "register_configs", "schema", "check_precision"]
 
 
@@ -170,7 +173,7 @@ def _check_combinations(cfg: RunConfig) -> None:
         check_precision(cfg.precision, "cpu")
     if cfg.optimizer.nesterov and (cfg.optimizer.name != "sgd" or cfg.optimizer.momentum <= 0):
         raise ConfigError("optimizer.nesterov", True, "only with optimizer=sgd and momentum > 0")
-    if cfg.dataset.name not in ("digits", "synthetic"):
+    if cfg.dataset.name not in EMBEDDED_DATASETS:
         root = data_root(cfg.dataset)
         if not cfg.dataset.download and not os.path.isdir(root):
             raise ConfigError(

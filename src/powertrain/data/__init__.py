@@ -46,7 +46,7 @@ register_dataset = DATASETS.register
 
 def load_dataset(cfg: DatasetConfig) -> DataSplits:
     """Load, limit and normalise a dataset on the CPU."""
-    from powertrain.data import sources  # noqa: F401  (registers the loaders)
+    from powertrain.data import sources, synthetic  # noqa: F401  (register the loaders)
 
     x_tr, y_tr, x_te, y_te, k = DATASETS[cfg.name](cfg)
     if cfg.classes:
