@@ -28,7 +28,7 @@ class SweepSummary(Callback):
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         try:
-            summary = report(sweep_dir)
+            summary = report(sweep_dir, ended=True)
         except Exception as e:  # the jobs' result files are the record; a summary bug must not hide them
             log.warning("sweep summary failed (%s: %s); re-run: python -m powertrain.report %s",
                         type(e).__name__, e, sweep_dir)
