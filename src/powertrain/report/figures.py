@@ -30,6 +30,16 @@ def _log_if_wide(ax: Any, values: Any, axis: str = "x") -> None:
     vals = [v for v in values if v and v > 0]
     if vals and max(vals) / min(vals) > 20:  # energy spans decades: a linear axis hides the cheap runs
         (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+        _plain_ticks(ax.xaxis if axis == "x" else ax.yaxis)
+
+
+def _plain_ticks(axis: Any) -> None:
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    # "20", "50", "100 J" reads faster than 2x10^1; minor labels only at 2 and 5 to avoid clutter
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
 
 
 def accuracy_vs_energy(df: Any) -> Optional[Any]:
@@ -45,8 +55,14 @@ def accuracy_vs_energy(df: Any) -> Optional[Any]:
                    label=f"{status} ({len(g)})", edgecolors="white", linewidths=0.5)
     front = d[pareto_mask(d)].sort_values("total_j")
     if len(front):
-        ax.step(front["total_j"], front["final_accuracy"] * 100, where="post", color="black", lw=1.2,
-                label="Pareto front (max accuracy, min energy)")
+        ax.step(front["total_j"], front["final_accuracy"] * 100, where="post", color="black", lw=1.2)
+        ax.scatter(front["total_j"], front["final_accuracy"] * 100, s=130, facecolors="none",
+                   edgecolors="black", lw=1.2, label=f"Pareto front, max accuracy / min energy ({len(front)})")
+    if len(d) <= 12:  # few runs: name them, so the front can be read without the table
+        keys = factors(df, include_seed=True)
+        for _, r in d.iterrows():
+            ax.annotate(label(r, keys), (r["total_j"], r["final_accuracy"] * 100), fontsize=7,
+                        xytext=(6, 4), textcoords="offset points")
     _log_if_wide(ax, d["total_j"])
     ax.set_xlabel("total energy per run (J)")
     ax.set_ylabel("final accuracy (%)")
@@ -128,7 +144,9 @@ def energy_heatmap(df: Any) -> Optional[Any]:
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     ax.set_title(f"Energy to target (median over seeds and other factors)\n{y} x {x}")
-    fig.colorbar(im, ax=ax, label="energy to target (J)")
+    bar = fig.colorbar(im, ax=ax, label="energy to target (J)")
+    if norm is not None:
+        _plain_ticks(bar.ax.yaxis)
     fig.tight_layout()
     return fig
 
