@@ -150,11 +150,15 @@ def load_sweep(directory: Any) -> Any:
     root = Path(directory).resolve()
     trials = _trials(root)
     rows = [_row(d, root, trials) for d in job_dirs(root)]
-    swept = _varying(rows)
+    reserved = {"run_dir", "part", "job", "trial", "status", "error", "seed", "to_target_source", "region",
+                "overrides", "history", "result", *METRICS, *ENERGY, *CARBON, *TIME}
+    # a swept key named like a column (target_accuracy) keeps its config. prefix, so neither hides the other
+    swept = {k: (f"config.{k}" if k in reserved else k) for k in _varying(rows)}
     for r in rows:
         cfg = r.pop("_config")
-        for k in swept:
-            r[k] = cfg.get(k)
+        for k, col in swept.items():
+            r[col] = cfg.get(k)
+    swept = list(swept.values())
     base = ["run_dir", "part", "job", "trial", "status", "error", *swept, "seed", *METRICS, "to_target_source",
             *ENERGY]
     comp = sorted({k for r in rows for k in r if k.startswith("energy.")})
