@@ -164,7 +164,7 @@ def test_report_numbers_match_the_result_files(grid: Path) -> None:
               {(r["config"]["batch_size"], r["config"]["optimizer"]["lr"]) for r in results} - set(reached)]
     assert sorted(wb["not_reached"]) == sorted(missed)
     total_j = sum(r["energy"]["total_j"] for r in results)
-    assert f"| - | 4 | " in md and f"| {total_j:.4g} |" in md  # campaign totals row
+    assert "| - | 4 | " in md and f"| {total_j:.4g} |" in md  # campaign totals row
     # per-factor row of batch_size=32: min/median/max energy-to-target across the learning rates
     e32 = [r["metrics"]["energy_to_target_j"] for r in results
            if r["config"]["batch_size"] == 32 and r["metrics"]["energy_to_target_j"] is not None]

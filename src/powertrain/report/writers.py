@@ -46,6 +46,9 @@ def generic_sections(df: Any) -> list[Section]:
     overview = (f"{len(df)} runs ({', '.join(f'{n} {s}' for s, n in counts.items())}). "
                 f"Swept factors: {', '.join(analysis.factors(df)) or 'none'}"
                 + (f"; {df['seed'].nunique()} seeds per cell." if df["seed"].nunique() > 1 else "."))
+    lines, commands = analysis.provenance(df)
+    if lines[0].startswith("Every"):  # said up front, not only in the provenance at the end
+        overview += "\n" + lines[0]
     out = [Section("Overview", overview, [analysis.campaign_table(df)])]
     if df["energy_to_target_j"].notna().any() or df["target_accuracy"].notna().any():
         out.append(Section("Worst against best", "Among the cells that reached the target accuracy, the most "
@@ -63,7 +66,6 @@ def generic_sections(df: Any) -> list[Section]:
     carbon, why = analysis.carbon_table(df)
     out.append(Section("Carbon", why, [carbon] if carbon else []))
     out.append(Section("Runs", "", [analysis.runs_table(df)]))
-    lines, commands = analysis.provenance(df)
     out.append(Section("Provenance", "\n".join(lines), [commands]))
     return out
 
