@@ -50,7 +50,7 @@ def _results(d: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(d.rglob("result.json"))]
 
 
-def _result(status: str, lr: float, energy_j: float, acc: float | None, history: list | None = None,
+def _hand_result(status: str, lr: float, energy_j: float, acc: float | None, history: list | None = None,
             e_target: float | None = None, target: float | None = 0.5, region: str | None = None,
             tracking: str = "none", trial_dir: str = "x") -> dict[str, Any]:
     return {
@@ -90,6 +90,13 @@ def study(grid: Path, tmp_path: Path) -> Path:
     root = tmp_path / "study"
     shutil.copytree(grid, root / "grid", ignore=shutil.ignore_patterns("report.*", "figures", "emissions.csv"))
     other = root / "other"
+    base = _results(grid)[0]["config"]  # the real config: only the learning rate differs, as in a real study
+
+    def _result(*args: Any, **kw: Any) -> dict[str, Any]:
+        res = _hand_result(*args, **kw)
+        res["config"] = {**base, "optimizer": {**base["optimizer"], "lr": args[1]}}
+        return res
+
     hist = [{"epoch": 1, "accuracy": 0.3, "energy_j": 40.0, "wall_s": 4.0},
             {"epoch": 2, "accuracy": 0.6, "energy_j": 80.0, "wall_s": 8.0}]
     _job(other / "0", _result("failed", 0.3, 5.0, None))
@@ -211,7 +218,7 @@ def test_emissions_csv_has_codecarbon_columns_and_invents_nothing(grid: Path, st
         assert float(r["energy_consumed"]) == pytest.approx(res["energy"]["total_j"] / 3.6e6)
         assert r["emissions"] == "" and r["latitude"] == "" and r["codecarbon_version"] == ""  # no region
     other = study / "other"
-    _job(other / "6", _result("completed", 0.1, 36.0, 0.7, region="DEU", trial_dir="deu"))
+    _job(other / "6", _hand_result("completed", 0.1, 36.0, 0.7, region="DEU", trial_dir="deu"))
     report.write_report(other)
     with open(other / "emissions.csv") as f:
         rows = {r["run_id"]: r for r in csv.DictReader(f)}
@@ -260,7 +267,7 @@ def test_search_figure_for_optuna_trials(tmp_path: Path) -> None:
     s = tmp_path / "search"
     accs = [0.3, 0.5, 0.45, 0.8]
     for i, a in enumerate(accs):
-        _job(s / str(i), _result("completed", 0.1 * (i + 1), 10.0 * (i + 1), a))
+        _job(s / str(i), _hand_result("completed", 0.1 * (i + 1), 10.0 * (i + 1), a))
     (s / report.STUDY_JSON).write_text(json.dumps({"trials": [{"number": i, "job": str(i)} for i in range(4)]}))
     from powertrain.report.analysis import search_curves
 
@@ -288,7 +295,7 @@ def test_report_is_logged_to_one_wandb_run(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("WANDB_MODE", raising=False)
     s = tmp_path / "tracked"
     for i in range(2):
-        _job(s / str(i), _result("completed", 0.1 * (i + 1), 10.0, 0.5 + i / 10, tracking="wandb"))
+        _job(s / str(i), _hand_result("completed", 0.1 * (i + 1), 10.0, 0.5 + i / 10, tracking="wandb"))
     report.write_report(s)
     config, history, summary, run = read_run(str(s))
     assert run.job_type == "report" and run.run_group == "s"  # the runs' sweep_id is the group

@@ -164,8 +164,11 @@ def search_progress(df: Any) -> Optional[Any]:
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
     for name, c in curves.items():
         best = [None if b != b else b * 100 for b in c["best"]]
-        a1.step(c["round"], best, where="post", label=name)
-        a2.step(c["energy_j"], best, where="post", label=name)
+        line = a1.step(c["round"], best, where="post", label=name, marker=".")[0]
+        a2.step(c["energy_j"], best, where="post", label=name, marker=".", color=line.get_color())
+    from matplotlib.ticker import MaxNLocator
+
+    a1.xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds are whole trials
     a1.set_xlabel("round (trial, in order)")
     a2.set_xlabel("cumulative energy of the search (J)")
     a1.set_ylabel("best accuracy so far (%)")
