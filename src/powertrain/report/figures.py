@@ -205,8 +205,9 @@ def energy_components(df: Any) -> Optional[Any]:
     ax.set_xticks(range(len(d)), [label(r, keys) for _, r in d.iterrows()], rotation=60, ha="right", fontsize=7)
     # linear on purpose: on a log axis stacked shares would look wrong; the total is written on each bar
     for i, b in enumerate(bottom):
-        ax.annotate(f"{b:.3g}", (i, b), ha="center", va="bottom", fontsize=7, xytext=(0, 2),
+        ax.annotate(f"{b:.0f}" if b >= 100 else f"{b:.3g}", (i, b), ha="center", va="bottom", fontsize=7, xytext=(0, 2),
                     textcoords="offset points")
+    ax.margins(y=0.08)  # room for the totals above the bars
     ax.set_ylabel("energy per run (J)")
     ax.set_title("Energy per component: solid = measured, hatched = estimated")
     ax.legend(fontsize=8)

@@ -12,7 +12,15 @@ import math
 from pathlib import Path
 from typing import Any, Optional
 
-from powertrain.report.summary import STUDY_JSON, SUMMARY_JSON, _get, job_dirs, read_result, sweep_ended
+from powertrain.report.summary import (
+    STUDY_JSON,
+    SUMMARY_JSON,
+    _get,
+    _job_sort_key,
+    job_dirs,
+    read_result,
+    sweep_ended,
+)
 
 # config keys that differ between runs without being a studied factor (per-run paths, bookkeeping)
 NOT_FACTORS = ("resume", "verbose", "save_checkpoint", "tracking.dir", "tracking.group", "paradigm.from_run",
@@ -149,7 +157,9 @@ def load_sweep(directory: Any) -> Any:
 
     root = Path(directory).resolve()
     trials = _trials(root)
-    rows = [_row(d, root, trials) for d in job_dirs(root)]
+    # part by part, jobs in numeric order inside each (job_dirs alone would interleave 0, 0, 1, 1, ...)
+    dirs = sorted(job_dirs(root), key=lambda d: (str(d.parent.relative_to(root)), _job_sort_key(d)))
+    rows = [_row(d, root, trials) for d in dirs]
     reserved = {"run_dir", "part", "job", "trial", "status", "error", "seed", "to_target_source", "region",
                 "overrides", "history", "result", *METRICS, *ENERGY, *CARBON, *TIME}
     # a swept key named like a column (target_accuracy) keeps its config. prefix, so neither hides the other
