@@ -138,6 +138,7 @@ def test_study_rows_keep_every_status_and_derive_to_target_from_history(study: P
     assert sorted(set(df["part"])) == ["grid", "other"]
     other = df[df["part"] == "other"].set_index("job")
     assert list(other["status"]) == ["failed", "diverged", "preempted", "pruned", "completed", "pending"]
+    assert other.loc["other/5", "optimizer.lr"] == 0.001  # a pending run's factors, from its overrides
     derived = other.loc["other/4"]
     assert derived["energy_to_target_j"] == 80.0 and derived["time_to_target_s"] == 8.0
     assert derived["to_target_source"].startswith("derived from history")

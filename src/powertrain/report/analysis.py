@@ -45,6 +45,7 @@ def cells(df: Any) -> Any:
 
     keys = ["part", *factors(df)]
     out = []
+    df = _with_result(df)  # a pending or missing run has no config, so no cell: it is listed under Runs
     for key, g in df.groupby(keys, dropna=False, sort=True):
         key = key if isinstance(key, tuple) else (key,)
         hit = g[g["energy_to_target_j"].notna()]
@@ -57,6 +58,10 @@ def cells(df: Any) -> Any:
                     "statuses": ", ".join(sorted(set(g["status"])))})
     return pd.DataFrame(out, columns=[*keys, "runs", "reached", "energy_to_target_j", "energy_min_j",
                                       "energy_max_j", "time_to_target_s", "final_accuracy", "statuses"])
+
+
+def _with_result(df: Any) -> Any:
+    return df[df["result"].map(lambda r: isinstance(r, dict))]
 
 
 def worst_best(df: Any) -> list[dict[str, Any]]:
@@ -109,7 +114,7 @@ def factor_effects(df: Any) -> Optional[Table]:
         return None
     rows = []
     for k in keys:
-        for level, g in df.groupby(k, dropna=False, sort=True):
+        for level, g in _with_result(df).groupby(k, dropna=False, sort=True):
             e, a = g["energy_to_target_j"].dropna(), g["final_accuracy"].dropna() * 100
             rows.append([k, level, len(g), int(g["energy_to_target_j"].notna().sum()),
                          *(_stats(e) if len(e) else [None] * 3), *(_stats(a) if len(a) else [None] * 3)])

@@ -136,7 +136,7 @@ def energy_heatmap(df: Any) -> Optional[Any]:
     for i in range(len(ys)):
         for j in range(len(xs)):
             v = grid[i, j]
-            ax.text(j, i, "not\nreached" if np.isnan(v) else f"{v:.3g} J", ha="center", va="center", fontsize=8,
+            ax.text(j, i, "not\nreached" if np.isnan(v) else f"{v:.0f} J" if v >= 100 else f"{v:.3g} J", ha="center", va="center", fontsize=8,
                     color="black" if np.isnan(v) or (norm or plt.Normalize(vals.min(), vals.max()))(v) < 0.6
                     else "white")
     ax.set_xticks(range(len(xs)), [str(v) for v in xs])

@@ -98,6 +98,7 @@ def _row(job_dir: Path, root: Path, trials: dict[Path, int]) -> dict[str, Any]:
 
         row["overrides"] = tuple(_read_overrides(job_dir))
         row["_config"] = {}
+        row["_from_overrides"] = _parse_overrides(row["overrides"])  # its factor values, if given there
         return row
     m = result.get("metrics") or {}
     for k in METRICS:
@@ -128,6 +129,20 @@ def _row(job_dir: Path, root: Path, trials: dict[Path, int]) -> dict[str, Any]:
     row["_config"] = _flatten(result.get("config"))
     row["seed"] = row["_config"].get("seed")
     return row
+
+
+def _parse_overrides(overrides: tuple[str, ...]) -> dict[str, Any]:
+    import yaml  # comes with Hydra; a plain reader keeps omegaconf out
+
+    out = {}
+    for o in overrides:
+        key, sep, value = o.partition("=")
+        if sep and not key.startswith(("+", "~", "hydra")):
+            try:
+                out[key] = yaml.safe_load(value)
+            except yaml.YAMLError:
+                out[key] = value
+    return out
 
 
 def _varying(rows: list[dict[str, Any]]) -> list[str]:
@@ -165,7 +180,7 @@ def load_sweep(directory: Any) -> Any:
     # a swept key named like a column (target_accuracy) keeps its config. prefix, so neither hides the other
     swept = {k: (f"config.{k}" if k in reserved else k) for k in _varying(rows)}
     for r in rows:
-        cfg = r.pop("_config")
+        cfg = r.pop("_config") or r.pop("_from_overrides", {})
         for k, col in swept.items():
             r[col] = cfg.get(k)
     swept = list(swept.values())
@@ -177,6 +192,8 @@ def load_sweep(directory: Any) -> Any:
     for c in [*METRICS, *ENERGY, *CARBON, *TIME, *(k for k in comp if k.endswith(".j"))]:
         if c not in ("reached_target",):
             df[c] = pd.to_numeric(df[c], errors="coerce")
+    for c in swept:  # factor values as given (32, not 32.0 because a pending row has none)
+        df[c] = pd.Series([r.get(c) for r in rows], index=df.index, dtype=object)
     df["history"] = [h if isinstance(h, list) else [] for h in df["history"]]
     df.attrs["factors"] = swept
     df.attrs["root"] = str(root)
