@@ -98,7 +98,11 @@ def _compose_once(argv: list[str]) -> None:
 
 
 def main() -> None:
-    """Console entry point."""
+    """Console entry point (``powertrain report DIR`` goes to the report command, never to Hydra)."""
+    if sys.argv[1:2] == ["report"]:
+        from powertrain.report.__main__ import main as report_main
+
+        sys.exit(report_main(sys.argv[2:]))
     from powertrain.overrides import check_overrides
     from powertrain.resume import resume_argv
     from powertrain.slurm_check import check_launcher_argv

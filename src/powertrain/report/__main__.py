@@ -1,7 +1,9 @@
-"""``python -m powertrain.report <sweep_dir> [--objective accuracy,energy]``: re-aggregate a sweep.
+"""``powertrain report DIR`` (or ``python -m powertrain.report DIR``): summarize a sweep or study and
+write its report.
 
-Reads every result.json under the sweep directory, rewrites sweep_summary.json/.csv there and prints the
-table. Useful after jobs were re-run, or for a sweep whose launcher ended before the summary was written.
+Reads every result.json under DIR, rewrites sweep_summary.json/.csv there, prints the table and writes
+report.html, report.md, figures/ and emissions.csv. Useful on a half-finished study (queued jobs show as
+pending), after jobs were re-run, or for a sweep whose launcher ended before the summary was written.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from powertrain.report import OBJECTIVES, format_table, report
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry; returns the exit code (2 for a bad argument)."""
-    p = argparse.ArgumentParser(prog="python -m powertrain.report", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="powertrain report", description=__doc__.splitlines()[0])
     p.add_argument("sweep_dir", type=Path, help="a multirun sweep directory (multirun/<date>/<time>)")
     p.add_argument("--objective", default=None,
                    help=f"comma-separated objectives for the Pareto front; of {', '.join(OBJECTIVES)}")
     p.add_argument("--direction", default=None, help="comma-separated maximize|minimize, one per objective")
-    p.add_argument("--no-write", action="store_true", help="print only; leave the summary files alone")
+    p.add_argument("--no-write", action="store_true", help="print only; write neither summary nor report")
+    p.add_argument("--no-report", action="store_true", help="summary files only, no report.html/figures")
+    p.add_argument("--title", default=None, help="the report's title (default: the directory name)")
     args = p.parse_args(argv)
     if not args.sweep_dir.is_dir():
         print(f"powertrain.report: error: {args.sweep_dir} is not a directory", file=sys.stderr)
@@ -35,6 +39,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     summary = report(args.sweep_dir, objectives, directions, write=not args.no_write)
     print(format_table(summary))
+    if args.no_write or args.no_report:
+        return 0
+    try:
+        from powertrain.report.writers import report_dir
+    except ImportError as e:  # pandas/matplotlib are the optional [report] extra
+        print(f"powertrain report: error: the report needs pandas and matplotlib ({e}); "
+              "pip install 'powertrain[report]'", file=sys.stderr)
+        return 1
+    print(f"report: {report_dir(args.sweep_dir, title=args.title)}", flush=True)
     return 0
 
 

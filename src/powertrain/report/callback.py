@@ -18,7 +18,7 @@ log = logging.getLogger("powertrain")
 
 
 class SweepSummary(Callback):
-    """Write sweep_summary.json/.csv at the sweep root and print the table when a multirun ends."""
+    """Write sweep_summary.json/.csv and the report at the sweep root and print the table when a multirun ends."""
 
     def __init__(self, print_table: bool = True) -> None:
         self.print_table = print_table
@@ -28,7 +28,7 @@ class SweepSummary(Callback):
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         try:
-            summary = report(sweep_dir)
+            summary = report(sweep_dir, ended=True)
         except Exception as e:  # the jobs' result files are the record; a summary bug must not hide them
             log.warning("sweep summary failed (%s: %s); re-run: python -m powertrain.report %s",
                         type(e).__name__, e, sweep_dir)
@@ -36,3 +36,13 @@ class SweepSummary(Callback):
         if self.print_table:
             print(format_table(summary), flush=True)
             print(f"summary: {sweep_dir / 'sweep_summary.json'}", flush=True)
+        try:
+            from powertrain.report.writers import report_dir
+
+            path = report_dir(sweep_dir)
+        except Exception as e:  # a report bug or a missing pandas/matplotlib must not fail the sweep
+            print(f"report not written ({type(e).__name__}: {e}); re-run: powertrain report {sweep_dir}",
+                  flush=True)
+            return
+        if self.print_table:
+            print(f"report: {path}", flush=True)

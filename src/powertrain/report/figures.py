@@ -1,0 +1,233 @@
+"""The report's figures (matplotlib, Agg backend, nothing fetched). Each returns a Figure or None when the
+runs do not allow it (e.g. no two swept factors for a heatmap); the caller names and saves them."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from powertrain.report.analysis import label, pareto_mask, search_curves
+from powertrain.report.load import factors
+
+STATUS_STYLE = {  # colour and marker per status, so a failed run is visible at a glance
+    "target_reached": ("#1b9e77", "o"), "completed": ("#7570b3", "o"), "budget_exhausted": ("#e6ab02", "s"),
+    "diverged": ("#d95f02", "X"), "failed": ("#e7298a", "X"), "preempted": ("#666666", "v"),
+    "pruned": ("#a6761d", "v"),
+}
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)  # headless, and no GUI event loop in a sweep's process
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.grid": True, "grid.alpha": 0.3,
+                         "svg.fonttype": "path", "figure.dpi": 110})
+    return plt
+
+
+def _log_if_wide(ax: Any, values: Any, axis: str = "x") -> None:
+    vals = [v for v in values if v and v > 0]
+    if vals and max(vals) / min(vals) > 20:  # energy spans decades: a linear axis hides the cheap runs
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+        _plain_ticks(ax.xaxis if axis == "x" else ax.yaxis)
+
+
+def _plain_ticks(axis: Any) -> None:
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    # "20", "50", "100 J" reads faster than 2x10^1; minor labels only at 2 and 5 to avoid clutter
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+
+def accuracy_vs_energy(df: Any) -> Optional[Any]:
+    """Final accuracy against total energy for every run with both, coloured by status, Pareto front drawn."""
+    d = df[df["final_accuracy"].notna() & df["total_j"].notna()]
+    if d.empty:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    for status, g in d.groupby("status"):
+        colour, marker = STATUS_STYLE.get(status, ("#333333", "o"))
+        ax.scatter(g["total_j"], g["final_accuracy"] * 100, c=colour, marker=marker, s=42, alpha=0.85,
+                   label=f"{status} ({len(g)})", edgecolors="white", linewidths=0.5)
+    front = d[pareto_mask(d)].sort_values("total_j")
+    if len(front):
+        ax.step(front["total_j"], front["final_accuracy"] * 100, where="post", color="black", lw=1.2)
+        ax.scatter(front["total_j"], front["final_accuracy"] * 100, s=130, facecolors="none",
+                   edgecolors="black", lw=1.2, label=f"Pareto front, max accuracy / min energy ({len(front)})")
+    if len(d) <= 12:  # few runs: name them, so the front can be read without the table
+        keys = factors(df, include_seed=True)
+        for _, r in d.iterrows():
+            ax.annotate(label(r, keys), (r["total_j"], r["final_accuracy"] * 100), fontsize=7,
+                        xytext=(6, 4), textcoords="offset points")
+    _log_if_wide(ax, d["total_j"])
+    ax.set_xlabel("total energy per run (J)")
+    ax.set_ylabel("final accuracy (%)")
+    ax.set_title("Accuracy against energy, every run")
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def convergence(df: Any) -> Optional[Any]:
+    """Accuracy against cumulative energy per run (from the per-epoch history), with the target drawn."""
+    d = df[df["history"].map(len) > 0]
+    if d.empty:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    keys = factors(df, include_seed=True)
+    cmap = plt.get_cmap("viridis" if len(d) > 10 else "tab10")
+    all_e = []
+    for i, (_, r) in enumerate(d.iterrows()):
+        e = [h.get("energy_j") for h in r["history"]]
+        a = [None if h.get("accuracy") is None else h["accuracy"] * 100 for h in r["history"]]
+        all_e += [v for v in e if v]
+        colour = cmap(i / max(len(d) - 1, 1)) if len(d) > 10 else cmap(i % 10)
+        ax.plot(e, a, marker=".", lw=1.2, color=colour, label=label(r, keys) if len(d) <= 12 else None)
+    targets = sorted({t for t in df["target_accuracy"].dropna()})
+    for t in targets:
+        ax.axhline(t * 100, color="crimson", ls="--", lw=1, label=f"target {t * 100:g} %")
+    _log_if_wide(ax, all_e)
+    ax.set_xlabel("cumulative energy (J)")
+    ax.set_ylabel("accuracy after each epoch (%)")
+    ax.set_title(f"Convergence: accuracy against energy spent ({len(d)} runs)")
+    ax.legend(fontsize=7, loc="lower right", ncol=2 if len(d) > 6 else 1)
+    fig.tight_layout()
+    return fig
+
+
+def heatmap_pair(df: Any) -> Optional[tuple[str, str]]:
+    """The two swept factors with the most levels (the heatmap's axes), or None if fewer than two."""
+    keys = [k for k in factors(df) if df[k].astype(str).nunique() > 1]
+    if len(keys) < 2:
+        return None
+    keys.sort(key=lambda k: -df[k].astype(str).nunique())
+    return keys[0], keys[1]
+
+
+def energy_heatmap(df: Any) -> Optional[Any]:
+    """Median energy-to-target over two swept factors (others and seeds pooled); cells that never reached
+    the target are hatched grey."""
+    pair = heatmap_pair(df)
+    if pair is None:
+        return None
+    import numpy as np
+    from matplotlib.colors import LogNorm
+
+    plt = _plt()
+    y, x = pair
+    xs, ys = sorted(df[x].dropna().unique(), key=_sortable), sorted(df[y].dropna().unique(), key=_sortable)
+    grid = np.full((len(ys), len(xs)), np.nan)
+    ran = np.zeros((len(ys), len(xs)), dtype=bool)  # a cell nobody ran is "no run", not "not reached"
+    for (yv, xv), g in df.groupby([y, x]):
+        ran[ys.index(yv), xs.index(xv)] = True
+        hit = g["energy_to_target_j"].dropna()
+        if len(hit):
+            grid[ys.index(yv), xs.index(xv)] = hit.median()
+    fig, ax = plt.subplots(figsize=(1.2 * len(xs) + 3, 0.8 * len(ys) + 2.4))
+    ax.grid(False)
+    vals = grid[~np.isnan(grid)]
+    norm = LogNorm(vals.min(), vals.max()) if len(vals) and vals.min() > 0 and vals.max() / vals.min() > 5 else None
+    ax.add_patch(plt.Rectangle((-0.5, -0.5), len(xs), len(ys), facecolor="#dddddd", hatch="//",
+                               edgecolor="#999999", lw=0, zorder=0))
+    im = ax.imshow(np.ma.masked_invalid(grid), cmap="magma_r", norm=norm, aspect="auto", zorder=1)
+    for i in range(len(ys)):
+        for j in range(len(xs)):
+            v = grid[i, j]
+            if not ran[i, j]:
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="white", lw=0, zorder=2))
+                ax.text(j, i, "no run", ha="center", va="center", fontsize=8, color="#777777", zorder=3)
+                continue
+            ax.text(j, i, "not\nreached" if np.isnan(v) else f"{v:.0f} J" if v >= 100 else f"{v:.3g} J", ha="center", va="center", fontsize=8,
+                    color="black" if np.isnan(v) or (norm or plt.Normalize(vals.min(), vals.max()))(v) < 0.6
+                    else "white")
+    ax.set_xticks(range(len(xs)), [str(v) for v in xs])
+    ax.set_yticks(range(len(ys)), [str(v) for v in ys])
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(f"Energy to target (median over seeds and other factors)\n{y} x {x}")
+    bar = fig.colorbar(im, ax=ax, label="energy to target (J)")
+    if norm is not None:
+        _plain_ticks(bar.ax.yaxis)
+    fig.tight_layout()
+    return fig
+
+
+def _sortable(v: Any) -> tuple[int, Any]:
+    return (0, v) if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, str(v))
+
+
+def search_progress(df: Any) -> Optional[Any]:
+    """Best-so-far accuracy against round and against cumulative energy, one line per search."""
+    curves = search_curves(df)
+    if not curves:
+        return None
+    plt = _plt()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
+    for name, c in curves.items():
+        best = [None if b != b else b * 100 for b in c["best"]]
+        line = a1.step(c["round"], best, where="post", label=name, marker=".")[0]
+        a2.step(c["energy_j"], best, where="post", label=name, marker=".", color=line.get_color())
+    from matplotlib.ticker import MaxNLocator
+
+    a1.xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds are whole trials
+    a1.set_xlabel("round (trial, in order)")
+    a2.set_xlabel("cumulative energy of the search (J)")
+    a1.set_ylabel("best accuracy so far (%)")
+    a1.set_title("Best-so-far against round")
+    a2.set_title("Best-so-far against energy spent")
+    a1.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def energy_components(df: Any) -> Optional[Any]:
+    """Energy per run stacked by component: measured parts solid, estimated parts hatched."""
+    d = df[df["result"].map(lambda r: isinstance(r, dict) and bool((r.get("energy") or {}).get("components")))]
+    if d.empty:
+        return None
+    plt = _plt()
+    keys = factors(df, include_seed=True)
+    names = sorted({c["name"] for r in d["result"] for c in r["energy"]["components"]})
+    colours = {n: plt.get_cmap("Set2")(i % 8) for i, n in enumerate(names)}
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(d) + 3), 4.8))
+    bottom = [0.0] * len(d)
+    for n in names:
+        for measured in (True, False):
+            vals = []
+            for r in d["result"]:
+                c = next((c for c in r["energy"]["components"] if c["name"] == n), None)
+                total = float(c.get("energy_j") or 0.0) if c else 0.0
+                part = float(c.get("measured_j", total if c.get("measured") else 0.0) or 0.0) if c else 0.0
+                vals.append(part if measured else total - part)
+            if any(vals):
+                ax.bar(range(len(d)), vals, bottom=bottom, color=colours[n], edgecolor="#444444", lw=0.4,
+                       hatch=None if measured else "///", label=f"{n} ({'measured' if measured else 'estimated'})")
+                bottom = [b + v for b, v in zip(bottom, vals)]
+    ax.set_xticks(range(len(d)), [label(r, keys) for _, r in d.iterrows()], rotation=60, ha="right", fontsize=7)
+    # linear on purpose: on a log axis stacked shares would look wrong; the total is written on each bar
+    for i, b in enumerate(bottom):
+        ax.annotate(f"{b:.0f}" if b >= 100 else f"{b:.3g}", (i, b), ha="center", va="bottom", fontsize=7, xytext=(0, 2),
+                    textcoords="offset points")
+    ax.margins(y=0.08)  # room for the totals above the bars
+    ax.set_ylabel("energy per run (J)")
+    ax.set_title("Energy per component: solid = measured, hatched = estimated")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def all_figures(df: Any) -> list[tuple[str, Any]]:
+    """The generic figures that apply to these runs, as (name, Figure)."""
+    made = [("accuracy_vs_energy", accuracy_vs_energy(df)), ("convergence", convergence(df)),
+            ("energy_to_target_heatmap", energy_heatmap(df)), ("search_progress", search_progress(df)),
+            ("energy_components", energy_components(df))]
+    return [(n, f) for n, f in made if f is not None]
+
+
+__all__ = ["accuracy_vs_energy", "all_figures", "convergence", "energy_components",
+           "energy_heatmap", "heatmap_pair", "search_progress"]

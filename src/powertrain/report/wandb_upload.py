@@ -1,0 +1,65 @@
+"""The report's figures and tables as one W&B run (job_type ``report``) in the sweep's group, when the runs
+tracked to W&B. Offline unless the runs' ``tracking.mode`` (or ``$WANDB_MODE``) says otherwise, like the
+per-run tracker; a W&B error is one warning line, never a failed report."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from powertrain.report.sections import Table
+
+
+def _tracking(df: Any) -> Optional[tuple[dict[str, Any], Optional[str]]]:
+    """(tracking config, sweep id) of the first run that tracked to W&B, or None if none did."""
+    for res in df["result"]:
+        if not isinstance(res, dict):
+            continue
+        t = (res.get("config") or {}).get("tracking") or {}
+        if t.get("name") == "wandb":
+            return t, (res.get("run") or {}).get("sweep_id")
+    return None
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v if v is None or isinstance(v, (int, float, str, bool)) else str(v)
+
+
+def upload_if_tracked(df: Any, root: Path, title: str, items: list[tuple[str, Any]]) -> Optional[str]:
+    """Log ``items`` ((name, Table) or (name, png path)) to one W&B run; return its directory, or None."""
+    found = _tracking(df)
+    if found is None:
+        return None
+    cfg, sweep_id = found
+    try:
+        import wandb
+
+        from powertrain.tracking.wandb import wandb_mode
+
+        run = wandb.init(project=cfg.get("project") or "powertrain", entity=cfg.get("entity"),
+                         group=str(cfg.get("group") or sweep_id or Path(root).resolve().name), job_type="report",
+                         name=title, dir=str(root), mode=wandb_mode(cfg.get("mode") or "offline"),
+                         config={"report_dir": str(Path(root).resolve()), "runs": len(df)}, reinit="create_new",
+                         settings=wandb.Settings(init_timeout=float(cfg.get("init_timeout_s") or 30),
+                                                 console="off", silent=True))
+        try:
+            logged: dict[str, Any] = {}
+            for name, item in items:
+                key = name.replace("/", "-")
+                if isinstance(item, Table):
+                    logged[f"tables/{key}"] = wandb.Table(columns=[str(c) for c in item.columns],
+                                                          data=[[_cell(v) for v in r] for r in item.rows])
+                else:
+                    logged[f"figures/{key}"] = wandb.Image(str(item))
+            run.log(logged)
+            run.summary.update({"runs": len(df), "energy_total_j": float(df["total_j"].sum())})
+        finally:
+            run.finish()
+        return str(Path(root) / "wandb")
+    except Exception as e:  # the report files are written; a W&B problem must not take them away
+        print(f"powertrain report: W&B upload skipped ({type(e).__name__}: {e})", file=sys.stderr)
+        return None

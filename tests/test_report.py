@@ -1,0 +1,305 @@
+"""The report: load_sweep's frame, the numbers of report.md against the result.json files, a self-contained
+report.html, CodeCarbon's emissions.csv, every status shown, the CLI and the W&B copy."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("pandas")
+pytest.importorskip("matplotlib")
+
+from powertrain import report  # noqa: E402
+from powertrain.report.__main__ import main as report_main  # noqa: E402
+
+# CodeCarbon's EmissionsData fields in order (codecarbon/output_methods/emissions_data.py, 3.x), typed out
+# here on purpose rather than imported from the module under test
+CODECARBON_HEADER = (
+    "timestamp,project_name,run_id,experiment_id,duration,emissions,emissions_rate,cpu_utilization_percent,"
+    "ram_utilization_percent,ram_used_gb,cpu_power,gpu_power,ram_power,cpu_energy,gpu_energy,ram_energy,"
+    "energy_consumed,water_consumed,country_name,country_iso_code,region,cloud_provider,cloud_region,os,"
+    "python_version,codecarbon_version,cpu_count,cpu_model,gpu_count,gpu_model,longitude,latitude,"
+    "ram_total_size,tracking_mode,on_cloud,pue,wue")
+
+
+@pytest.fixture(scope="session")
+def grid(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny real 2x2 grid, run once per session; its end-of-sweep callback writes the report."""
+    sweep = tmp_path_factory.mktemp("grid") / "sweep"
+    proc = subprocess.run(
+        [sys.executable, "-m", "powertrain", "-m", "optimizer.lr=0.01,0.1", "batch_size=32,64", "max_epochs=3",
+         "target_accuracy=0.5", f"hydra.sweep.dir={sweep}"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "HYDRA_FULL_ERROR": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"report: {sweep / 'report.html'}" in proc.stdout
+    return sweep
+
+
+def _results(d: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(d.rglob("result.json"))]
+
+
+def _hand_result(status: str, lr: float, energy_j: float, acc: float | None, history: list | None = None,
+            e_target: float | None = None, target: float | None = 0.5, region: str | None = None,
+            tracking: str = "none", trial_dir: str = "x") -> dict[str, Any]:
+    return {
+        "schema": "powertrain.result/1", "status": status, "error": "boom" if status == "failed" else None,
+        "run": {"id": trial_dir, "overrides": [f"optimizer.lr={lr}"], "finished_at": "2026-11-22T10:00:00+00:00",
+                "sweep_id": "s"},
+        "config": {"optimizer": {"lr": lr}, "batch_size": 32, "seed": 0,
+                   "tracking": {"name": tracking, "project": "powertrain", "mode": "offline"}},
+        "metrics": {"final_accuracy": acc, "best_accuracy": acc, "epochs": len(history or []), "steps": 10,
+                    "target_accuracy": target, "reached_target": e_target is not None,
+                    "energy_to_target_j": e_target},
+        "energy": {"total_j": energy_j, "train_j": energy_j, "eval_j": 0.0, "measured_fraction": 0.5,
+                   "components": [
+                       {"name": "cpu:package-0", "kind": "cpu", "method": "rapl", "measured": True,
+                        "energy_j": energy_j / 2, "measured_j": energy_j / 2},
+                       {"name": "gpu:0", "kind": "gpu", "method": "tdp_utilization_estimate", "measured": False,
+                        "energy_j": energy_j / 2, "measured_j": 0.0}]},
+        "carbon": {"region": region, "pue": 1.2, "operational_g": None if region is None else energy_j / 10000,
+                   "embodied_g": 0.001, "total_g": None if region is None else energy_j / 10000 + 0.001},
+        "time": {"wall_s": 10.0, "train_s": 9.0},
+        "hardware": {"device": "cuda", "cpu_model": "Test CPU", "cpu_count": 4, "gpus": ["Test GPU"],
+                     "platform": "Linux-test"},
+        "history": history or [],
+    }
+
+
+def _job(d: Path, result: dict[str, Any] | None, overrides: list[str] = ()) -> None:
+    (d / ".hydra").mkdir(parents=True)
+    (d / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    if result is not None:
+        (d / "result.json").write_text(json.dumps(result))
+
+
+@pytest.fixture
+def study(grid: Path, tmp_path: Path) -> Path:
+    """A study dir: the real grid as one part, a hand-written part with every other status."""
+    root = tmp_path / "study"
+    shutil.copytree(grid, root / "grid", ignore=shutil.ignore_patterns("report.*", "figures", "emissions.csv"))
+    other = root / "other"
+    base = _results(grid)[0]["config"]  # the real config: only the learning rate differs, as in a real study
+
+    def _result(*args: Any, **kw: Any) -> dict[str, Any]:
+        res = _hand_result(*args, **kw)
+        res["config"] = {**base, "optimizer": {**base["optimizer"], "lr": args[1]}}
+        return res
+
+    hist = [{"epoch": 1, "accuracy": 0.3, "energy_j": 40.0, "wall_s": 4.0},
+            {"epoch": 2, "accuracy": 0.6, "energy_j": 80.0, "wall_s": 8.0}]
+    _job(other / "0", _result("failed", 0.3, 5.0, None))
+    _job(other / "1", _result("diverged", 1.0, 30.0, 0.1))
+    _job(other / "2", _result("preempted", 0.3, 12.0, 0.2))
+    _job(other / "3", _result("pruned", 0.3, 7.0, 0.25))
+    # an older result without energy_to_target_j: derived from its history, and said so
+    _job(other / "4", {**_result("completed", 0.05, 80.0, 0.6, hist),
+                       "metrics": {"final_accuracy": 0.6, "target_accuracy": 0.5, "epochs": 2}})
+    _job(other / "5", None, ["optimizer.lr=0.001"])  # queued on Slurm: no result.json yet
+    return root
+
+
+# --------------------------------------------------------------------------------------- load_sweep
+
+
+def test_load_sweep_has_the_specified_columns(grid: Path) -> None:
+    import powertrain
+
+    df = powertrain.load_sweep(grid)
+    assert len(df) == 4 and set(df["part"]) == {""}
+    for col in ("run_dir", "part", "status", "error", "optimizer.lr", "batch_size", "seed", "final_accuracy",
+                "best_accuracy", "epochs", "steps", "reached_target", "energy_to_target_j", "time_to_target_s",
+                "total_j", "train_j", "eval_j", "measured_fraction", "energy.cpu:package-0.j",
+                "energy.cpu:package-0.method", "operational_g", "embodied_g", "total_g", "wall_s", "train_s",
+                "history"):
+        assert col in df.columns, col
+    assert report.factors(df) == ["batch_size", "optimizer.lr"]
+    by_dir = {r["run"]["dir"]: r for r in _results(grid)}
+    for _, row in df.iterrows():
+        res = by_dir[row["run_dir"]]
+        assert row["total_j"] == pytest.approx(res["energy"]["total_j"])
+        assert row["optimizer.lr"] == res["config"]["optimizer"]["lr"]
+        assert len(row["history"]) == res["metrics"]["epochs"]
+
+
+def test_study_rows_keep_every_status_and_derive_to_target_from_history(study: Path) -> None:
+    df = report.load_sweep(study)
+    assert sorted(set(df["part"])) == ["grid", "other"]
+    other = df[df["part"] == "other"].set_index("job")
+    assert list(other["status"]) == ["failed", "diverged", "preempted", "pruned", "completed", "pending"]
+    assert other.loc["other/5", "optimizer.lr"] == 0.001  # a pending run's factors, from its overrides
+    derived = other.loc["other/4"]
+    assert derived["energy_to_target_j"] == 80.0 and derived["time_to_target_s"] == 8.0
+    assert derived["to_target_source"].startswith("derived from history")
+    # once the sweep has ended (its summary says so), a job without a result.json is missing, not pending
+    report.report(study / "other", ended=True)
+    assert report.load_sweep(study).set_index("job").loc["other/5", "status"] == "missing"
+
+
+def test_a_hand_rerun_report_keeps_queued_jobs_pending(study: Path) -> None:
+    assert report_main([str(study / "other")]) == 0  # not the end-of-sweep callback: the sweep may be running
+    assert report.load_sweep(study / "other").set_index("job").loc["5", "status"] == "pending"
+
+
+# ------------------------------------------------------------------------------------------ numbers
+
+
+def test_report_numbers_match_the_result_files(grid: Path) -> None:
+    results = _results(grid)
+    md = (grid / "report.md").read_text()
+    reached = {(r["config"]["batch_size"], r["config"]["optimizer"]["lr"]): r["metrics"]["energy_to_target_j"]
+               for r in results if r["metrics"]["energy_to_target_j"] is not None}
+    assert reached, "the tiny grid should reach 50 % in at least one cell"
+    ratio = max(reached.values()) / min(reached.values())
+    assert f"{ratio:.2f}x" in md
+    w = report.load_sweep(grid)
+    from powertrain.report.analysis import worst_best
+
+    wb = worst_best(w)[0]
+    assert wb["ratio"] == pytest.approx(ratio)
+    missed = [f"batch_size={bs} optimizer.lr={lr}" for bs, lr in
+              {(r["config"]["batch_size"], r["config"]["optimizer"]["lr"]) for r in results} - set(reached)]
+    assert sorted(wb["not_reached"]) == sorted(missed)
+    total_j = sum(r["energy"]["total_j"] for r in results)
+    assert "| - | 4 | " in md and f"| {total_j:.4g} |" in md  # campaign totals row
+    # per-factor row of batch_size=32: min/median/max energy-to-target across the learning rates
+    e32 = [r["metrics"]["energy_to_target_j"] for r in results
+           if r["config"]["batch_size"] == 32 and r["metrics"]["energy_to_target_j"] is not None]
+    if e32:
+        cells = f"| {min(e32):.4g} | {statistics.median(e32):.4g} | {max(e32):.4g} |"
+        assert any(line.startswith("| batch_size | 32 |") and cells in line for line in md.splitlines())
+
+
+def test_study_report_shows_every_status_and_the_derivation(study: Path) -> None:
+    report.write_report(study)
+    md = (study / "report.md").read_text()
+    runs = md.split("## Runs", 1)[1]
+    for status in ("failed", "diverged", "preempted", "pruned", "pending", "target_reached"):
+        assert f"| {status} |" in runs, status
+    assert "boom" in runs  # the failed run's error
+    assert "derived from history" in md
+    assert "Measured share of the energy: " in md and "cpu:package-0: rapl (measured)" in md
+    assert "powertrain optimizer.lr=0.001" in md  # the pending run's command line, from .hydra
+
+
+# ------------------------------------------------------------------------------------------- files
+
+
+def test_html_is_one_self_contained_file(grid: Path) -> None:
+    text = (grid / "report.html").read_text()
+    assert "http:" not in text and "https:" not in text
+    assert not re.search(r"<link|<script|@import|url\(", text, re.I)
+    srcs = re.findall(r"src=['\"]([^'\"]*)", text)
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert "ESTIMATE" in text  # this CPU-only machine has no readable counter: every figure is an estimate
+    names = {p.name for p in (grid / "figures").iterdir()}
+    for fig in ("accuracy_vs_energy", "convergence", "energy_to_target_heatmap", "energy_components"):
+        assert {f"{fig}.png", f"{fig}.svg"} <= names
+        assert f"figures/{fig}.png" in (grid / "report.md").read_text()
+
+
+def test_emissions_csv_has_codecarbon_columns_and_invents_nothing(grid: Path, study: Path) -> None:
+    with open(grid / "emissions.csv") as f:
+        assert f.readline().strip() == CODECARBON_HEADER
+    with open(grid / "emissions.csv") as f:
+        rows = {r["run_id"]: r for r in csv.DictReader(f)}
+    for res in _results(grid):
+        r = rows[res["run"]["id"]]
+        assert float(r["energy_consumed"]) == pytest.approx(res["energy"]["total_j"] / 3.6e6)
+        assert r["emissions"] == "" and r["latitude"] == "" and r["codecarbon_version"] == ""  # no region
+    other = study / "other"
+    _job(other / "6", _hand_result("completed", 0.1, 36.0, 0.7, region="DEU", trial_dir="deu"))
+    report.write_report(other)
+    with open(other / "emissions.csv") as f:
+        rows = {r["run_id"]: r for r in csv.DictReader(f)}
+    deu = rows["deu"]
+    assert float(deu["emissions"]) == pytest.approx(36.0 / 10000 / 1000)  # operational g -> kg
+    assert float(deu["gpu_energy"]) == pytest.approx(18.0 / 3.6e6) and deu["country_iso_code"] == "DEU"
+    assert rows[str((other / "5").resolve())]["energy_consumed"] == ""  # the pending run: id only
+    assert "| DEU |" in (other / "report.md").read_text()  # the carbon table, region set
+
+
+# --------------------------------------------------------------------------------------------- CLI
+
+
+def test_powertrain_report_dispatches_before_hydra(study: Path, monkeypatch, capsys) -> None:
+    from powertrain.__main__ import main
+
+    (study / "study.json").write_text(json.dumps({"driver": "no_such_driver"}))
+    monkeypatch.setattr(sys, "argv", ["powertrain", "report", str(study)])
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert e.value.code == 0
+    captured = capsys.readouterr()
+    assert f"report: {study / 'report.html'}" in captured.out
+    assert "no analysis for study driver 'no_such_driver'" in captured.err
+
+
+def test_study_driver_sections_come_first(study: Path, monkeypatch) -> None:
+    seen = {}
+
+    def analyze(df: Any, study_json: dict[str, Any]) -> list[report.Section]:
+        seen["rows"], seen["json"] = len(df), study_json
+        return [report.Section("Headline", "worst costs 4.2x the best",
+                               [report.Table(["cell", "J"], [["lr=0.1", 39.1]], "cells")])]
+
+    fake = types.ModuleType("powertrain.studies")
+    fake.STUDIES = {"geissler_lr_batch": types.SimpleNamespace(analyze=analyze)}
+    monkeypatch.setitem(sys.modules, "powertrain.studies", fake)
+    (study / "study.json").write_text(json.dumps({"driver": "geissler_lr_batch", "scale": "smoke"}))
+    assert report_main([str(study)]) == 0
+    md = (study / "report.md").read_text()
+    assert md.index("## Headline") < md.index("## Overview") and "| lr=0.1 | 39.1 |" in md
+    assert seen == {"rows": 10, "json": {"driver": "geissler_lr_batch", "scale": "smoke"}}
+
+
+def test_search_figure_for_optuna_trials(tmp_path: Path) -> None:
+    s = tmp_path / "search"
+    accs = [0.3, 0.5, 0.45, 0.8]
+    for i, a in enumerate(accs):
+        _job(s / str(i), _hand_result("completed", 0.1 * (i + 1), 10.0 * (i + 1), a))
+    (s / report.STUDY_JSON).write_text(json.dumps({"trials": [{"number": i, "job": str(i)} for i in range(4)]}))
+    from powertrain.report.analysis import search_curves
+
+    c = search_curves(report.load_sweep(s))["search"]
+    assert c["best"] == [0.3, 0.5, 0.5, 0.8] and c["energy_j"] == [10.0, 30.0, 60.0, 100.0]
+    report.write_report(s)
+    assert (s / "figures" / "search_progress.png").is_file()
+    assert "| 4 | 4 completed |" in (s / "report.md").read_text()
+
+
+def test_report_package_import_stays_light() -> None:
+    code = ("import sys, powertrain, powertrain.report\nfrom powertrain.report import Section, Table\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pandas', 'matplotlib')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_report_is_logged_to_one_wandb_run(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("wandb")
+    from test_wandb import read_run
+
+    for k in ("DIR", "CONFIG_DIR", "CACHE_DIR"):
+        monkeypatch.setenv(f"WANDB_{k}", str(tmp_path / k))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    s = tmp_path / "tracked"
+    for i in range(2):
+        _job(s / str(i), _hand_result("completed", 0.1 * (i + 1), 10.0, 0.5 + i / 10, tracking="wandb"))
+    report.write_report(s)
+    config, history, summary, run = read_run(str(s))
+    assert run.job_type == "report" and run.run_group == "s"  # the runs' sweep_id is the group
+    assert summary["runs"] == 2 and summary["energy_total_j"] == pytest.approx(20.0)
+    assert any(k.startswith("figures/accuracy_vs_energy") for k in summary)
+    assert any(k.startswith("tables/") for k in summary)
