@@ -116,7 +116,6 @@ class PowertrainSlurmLauncher(SlurmLauncher):
             return None
 
 
-
 def _record(job: Any, job_dir: Path, overrides: list[str], error: str) -> tuple[str, str]:
     """Make the task's result.json say how it ended; return its (status, error) for the sweep row.
 
@@ -133,7 +132,7 @@ def _record(job: Any, job_dir: Path, overrides: list[str], error: str) -> tuple[
     except FileNotFoundError:
         write_failed(job_dir, overrides, error, slurm_job_id=str(job.job_id))
         return "failed", error
-    except (OSError, ValueError):  # half a file cannot happen (atomic writes); say so, do not guess
+    except (OSError, ValueError):  # not powertrain's (its writes are atomic): the row says failed too
         return "failed", f"{error}; its result.json is unreadable"
     status = str(result.get("status", "failed"))
     if status != "preempted":
