@@ -104,6 +104,13 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
+# A requeued batch job (preemption, time limit, submitit's requeue) may not start again before
+# BeginTime = requeue + cred_expire + 1 s: until then slurmd still holds the revocation of the old
+# instance's credential, and a launch whose new credential is not newer than that revocation is killed
+# as "non-startable batch job: Job credential revoked". Releasing the job early (scontrol update
+# StartTime=now) races exactly that, so nothing here does; instead the hold is short (default 120 s).
+# 20 s is still ample for a credential's other use: the time from signing to launch on this one node.
+AuthInfo=cred_expire=20
 StateSaveLocation=$CTLD_SPOOL
 SlurmdSpoolDir=$SLURMD_SPOOL
 SlurmctldPidFile=$CTLD_PID
@@ -129,7 +136,9 @@ SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
 # Start short jobs quickly: schedule on every submit/completion event, look deep
 # into the queue, backfill often; batch_sched_delay lets a big array burst in at once.
-SchedulerParameters=sched_min_interval=0,default_queue_depth=1000,bf_interval=1,bf_continue,batch_sched_delay=0,max_rpc_cnt=0
+# sched_interval=2: no event marks the end of a job's BeginTime hold (a requeued job, see
+# cred_expire above), only the periodic main loop starts it, by default up to 60 s late.
+SchedulerParameters=sched_min_interval=0,sched_interval=2,default_queue_depth=1000,bf_interval=1,bf_continue,batch_sched_delay=0,max_rpc_cnt=0
 # Reject impossible requests (too many CPUs, unknown partition, too much time)
 # at submit time instead of leaving them PENDING forever.
 EnforcePartLimits=ALL

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from powertrain import slurm_check as sc
@@ -79,12 +82,80 @@ def test_no_sinfo_skips_with_a_warning(monkeypatch: pytest.MonkeyPatch, caplog: 
     assert "no sinfo" in caplog.text
 
 
-def test_callback_ignores_other_launchers() -> None:
+def _fake_sinfo(bin_dir: Path, script: str) -> str:
+    """PATH with a ``sinfo`` running ``script`` first (before any real one), the rest for cat/echo."""
+    bin_dir.mkdir(exist_ok=True)
+    exe = bin_dir / "sinfo"
+    exe.write_text("#!/bin/sh\n" + script)
+    exe.chmod(0o755)
+    return f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def test_query_sinfo_asks_for_the_partition_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # answers only the exact format parse_sinfo reads; anything else is an error, as a real sinfo's would be
+    out = tmp_path / "sinfo.out"
+    out.write_text(SINFO)
+    script = f'[ "$1 $2 $3" = "-h -o %P %c %m %l" ] && cat {out} && exit 0\necho "bad args: $*" >&2; exit 1\n'
+    monkeypatch.setenv("PATH", _fake_sinfo(tmp_path / "bin", script))
+    assert sc.query_sinfo() == SINFO
+
+
+def test_failing_sinfo_skips_with_its_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    script = 'echo "slurm_load_partitions: Unable to contact slurm controller" >&2; exit 1\n'
+    monkeypatch.setenv("PATH", _fake_sinfo(tmp_path / "bin", script))
+    with caplog.at_level("WARNING", logger="powertrain"):
+        assert sc.query_sinfo() is None
+    assert "sinfo failed (slurm_load_partitions: Unable to contact slurm controller)" in caplog.text
+
+
+def _launcher_cfg(target: str, **values: object) -> object:
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.create({"hydra": {"launcher": {"_target_": "hydra._internal.core_plugins.basic_launcher."
-                                                                "BasicLauncher"}}})
-    sc.SlurmCheck().on_multirun_start(cfg)  # no sinfo call, no exit
+    return OmegaConf.create({"hydra": {"launcher": {"_target_": target, **values}}})
+
+
+@pytest.fixture
+def sinfo_calls(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Replace the sinfo query with the captured SINFO above; record each call (whether or not the machine
+    has sinfo, so the callback's choice to ask it is what is tested)."""
+    calls: list[float] = []
+
+    def fake_query(timeout_s: float = sc.SINFO_TIMEOUT_S) -> str:
+        calls.append(timeout_s)
+        return SINFO
+
+    monkeypatch.setattr(sc, "query_sinfo", fake_query)
+    return calls
+
+
+def test_callback_ignores_other_launchers(sinfo_calls: list[float]) -> None:
+    # a request no node of SINFO could run: only a Slurm launcher's request is checked against it
+    cfg = _launcher_cfg("hydra._internal.core_plugins.basic_launcher.BasicLauncher", cpus_per_task=64)
+    sc.SlurmCheck().on_multirun_start(cfg)  # no exit
+    assert sinfo_calls == []
+
+
+@pytest.mark.parametrize("target", [
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
+    "hydra_plugins.powertrain_slurm_launcher.launcher.PowertrainSlurmLauncher",
+])
+def test_callback_refuses_an_impossible_slurm_request(sinfo_calls: list[float], target: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _launcher_cfg(target, partition=None, cpus_per_task=64, mem_gb=1, timeout_min=10)
+    with pytest.raises(SystemExit) as e:
+        sc.SlurmCheck().on_multirun_start(cfg)
+    assert e.value.code == 2 and len(sinfo_calls) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["powertrain: error: hydra.launcher.cpus_per_task=64 is not allowed: at most 2, the most CPUs "
+                   "of a node in partition debug"]
+
+
+def test_callback_lets_a_possible_slurm_request_through(sinfo_calls: list[float]) -> None:
+    cfg = _launcher_cfg("hydra_plugins.powertrain_slurm_launcher.launcher.PowertrainSlurmLauncher",
+                        partition="long", cpus_per_task=2, mem_gb=4, timeout_min=100000)
+    sc.SlurmCheck().on_multirun_start(cfg)  # no exit
+    assert len(sinfo_calls) == 1
 
 
 def test_stop_request_chain_survives_a_refused_requeue() -> None:

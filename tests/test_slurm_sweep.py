@@ -154,25 +154,64 @@ def test_impossible_request_fails_before_submitting(slurm_cluster: Any, tmp_path
     assert known_job_ids() == before, "a job was submitted"
 
 
+def _preempt_until_requeued(sweep: Path, task0: str) -> None:
+    """USR2 to a training task (what Slurm sends before the time limit or on preemption); return once
+    the task is requeued and pending, with its first attempt's result.json and checkpoint written."""
+    log0 = sweep / ".submitit" / task0 / f"{task0}_0_log.out"
+    # training has started (the first epoch line), so powertrain's StopRequest handler is installed
+    wait_for(lambda: log0.exists() and "epoch   1/" in log0.read_text(), 90, f"{task0} to train", 0.5)
+    assert run(["scancel", "--signal=USR2", task0]).returncode == 0
+    # Slurm holds a requeued job until BeginTime = requeue + cred_expire + 1 s (20 s on the local cluster,
+    # slurm/cluster.sh); it is never released early: a launch in the same second as the revocation of the
+    # old instance's credential is killed as "non-startable batch job: Job credential revoked"
+    wait_for(lambda: job_state(task0) == "PENDING", 60, f"{task0} to be requeued", 0.5)
+    assert _result(sweep / "0")["status"] == "preempted"
+    assert (sweep / "0" / "checkpoint.pt").exists()
+
+
 def test_preempted_task_checkpoints_requeues_and_resumes(slurm_cluster: Any, tmp_path: Path) -> None:
-    """USR2 (what Slurm sends before the time limit or on preemption) -> checkpoint, result.json
-    ``preempted``, submitit requeues the task (max_num_timeout=1), it resumes in the same job dir."""
+    """USR2 -> checkpoint, result.json ``preempted``, submitit requeues the task (max_num_timeout=1), Slurm
+    starts it again by itself, it resumes in the same job dir."""
     # job 0 trains long enough to be signalled mid-run; job 1 makes it an array like any sweep
     with _sweep_in_background(tmp_path, "hydra.launcher.max_num_timeout=1", "max_epochs=100,1") as (
             proc, sweep, task0):
-        log0 = sweep / ".submitit" / task0 / f"{task0}_0_log.out"
-        # training has started (the first epoch line), so powertrain's StopRequest handler is installed
-        wait_for(lambda: log0.exists() and "epoch   1/" in log0.read_text(), 90, f"{task0} to train", 0.5)
-        assert run(["scancel", "--signal=USR2", task0]).returncode == 0
-        # Slurm holds a requeued job for the credential lifetime (120 s BeginTime); release it now
-        wait_for(lambda: job_state(task0) == "PENDING", 60, f"{task0} to be requeued", 0.5)
-        assert _result(sweep / "0")["status"] == "preempted"
-        assert (sweep / "0" / "checkpoint.pt").exists()
-        run(["scontrol", "update", f"JobId={task0}", "StartTime=now"])
+        _preempt_until_requeued(sweep, task0)
         out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err[-3000:]
+    assert proc.returncode == 0, err[-3000:] + _slurmctld_log_of(task0)
     r = _result(sweep / "0")
-    assert r["status"] == "completed" and r["metrics"]["epochs"] == 100
+    assert r["status"] == "completed" and r["metrics"]["epochs"] == 100, (r.get("error"), _slurmctld_log_of(task0))
+    assert r["error"] is None
     assert r["run"]["attempts"] == 2
     assert [a["status"] for a in r["run"]["attempt_history"]] == ["preempted", "completed"]
     assert [row["attempts"] for row in _summary_rows(sweep)] == [2, 1]
+
+
+def test_requeued_task_that_never_starts_says_so(slurm_cluster: Any, tmp_path: Path) -> None:
+    """A requeued task cancelled while it waits to start again: its row is not a plain ``preempted``; the
+    error says the requeued attempt failed to start, with the Slurm state, and how to resume it."""
+    with _sweep_in_background(tmp_path, "hydra.launcher.max_num_timeout=1", "max_epochs=100,1") as (
+            proc, sweep, task0):
+        _preempt_until_requeued(sweep, task0)
+        assert run(["scancel", task0]).returncode == 0  # still inside its 20 s BeginTime hold
+        out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err[-3000:]
+    rows = _summary_rows(sweep)
+    assert [r["status"] for r in rows] == ["preempted", "completed"]
+    error = rows[0]["error"] or ""
+    assert error.startswith("requeued attempt failed to start (Slurm state: CANCELLED"), error
+    assert error.endswith(f"resume it with resume={sweep / '0'}"), error
+    r = _result(sweep / "0")
+    assert r["error"] == error and r["run"]["attempts"] == 1 and r["metrics"]["epochs"] >= 1
+    assert r["energy"]["total_j"] is not None  # the first attempt's joules are kept, not nulled
+    assert "requeued attempt failed to start" in out + err  # the sweep's warning says it too
+
+
+def _slurmctld_log_of(job: str) -> str:
+    """slurmctld.log lines about one job, for a failure message (why a requeued attempt did not run)."""
+    try:
+        lines = Path("/var/log/slurm/slurmctld.log").read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    # the launch failure itself is logged under the raw job id: keep it too
+    return "\nslurmctld.log:\n" + "\n".join(line for line in lines
+                                            if f"JobId={job}" in line or "non-startable" in line)[-3000:]

@@ -12,6 +12,12 @@ result.json (status ``failed``, the Slurm state as error, nothing metered) where
 sweep summary has a ``failed`` row; if the task never started, its directory is created with
 ``.hydra/overrides.yaml`` too. The sweep exits 0, as a local sweep with a failed run
 does; the warning names the Slurm state and the task's log.
+
+A task that was preempted, checkpointed and requeued, whose requeued attempt then never wrote a result
+(Slurm could not start it, it was cancelled while pending, or it was killed before the end), still has
+the ``preempted`` result.json of the earlier attempt. That file is kept (its metrics and joules are
+real and its checkpoint can be resumed), but its ``error`` now says what became of the requeue, with
+the Slurm state, so the row does not look like a plain preemption.
 """
 
 from __future__ import annotations
@@ -86,16 +92,14 @@ class PowertrainSlurmLauncher(SlurmLauncher):
 
                     hydra_dir.mkdir(parents=True, exist_ok=True)
                     (hydra_dir / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-                # every run has its result.json: the task could not write it, so its launcher does
-                if not (job_dir / "result.json").exists():
-                    from powertrain.results import write_failed
-
-                    write_failed(job_dir, filter_overrides(overrides), error, slurm_job_id=str(job.job_id))
+                status, error = _record(job, job_dir, filter_overrides(overrides), error)
+            else:
+                status = "failed"
             log.warning("job #%d (%s): %s; log: %s", idx, " ".join(filter_overrides(overrides)), error,
                         getattr(job.paths, "stderr", "?"))
             ret = JobReturn(overrides=overrides, working_dir=str(job_dir) if job_dir else None,
                             task_name=None, status=JobStatus.COMPLETED)
-            ret.return_value = {"status": "failed", "error": error, "dir": str(job_dir) if job_dir else None}
+            ret.return_value = {"status": status, "error": error, "dir": str(job_dir) if job_dir else None}
             return ret
 
     def _job_dir(self, job: Any, overrides: list[str], idx: int) -> Path | None:
@@ -111,3 +115,54 @@ class PowertrainSlurmLauncher(SlurmLauncher):
             log.warning("job #%d: could not resolve its output dir (%s: %s)", idx, type(e).__name__, e)
             return None
 
+
+def _record(job: Any, job_dir: Path, overrides: list[str], error: str) -> tuple[str, str]:
+    """Make the task's result.json say how it ended; return its (status, error) for the sweep row.
+
+    Every run has its result.json: without one the task could not write it, so its launcher does
+    (``failed``). A ``preempted`` one is an earlier attempt's: the requeued attempt that should have
+    replaced it left nothing, and the error says so instead of letting the row pass for a plain
+    preemption. Any other result was written by the task's last attempt and stays as it is.
+    """
+    from powertrain.results import read_result, write_failed, write_result
+
+    state = getattr(job, "state", "UNKNOWN")
+    try:
+        result = read_result(job_dir)
+    except FileNotFoundError:
+        write_failed(job_dir, overrides, error, slurm_job_id=str(job.job_id))
+        return "failed", error
+    except (OSError, ValueError):  # not powertrain's (its writes are atomic): the row says failed too
+        return "failed", f"{error}; its result.json is unreadable"
+    status = str(result.get("status", "failed"))
+    if status != "preempted":
+        return status, result.get("error") or error
+    recorded = int((result.get("run") or {}).get("attempts") or 1)
+    started = _attempts_started(job)
+    if started is not None and started <= recorded:
+        what = "failed to start"
+    elif started is not None:
+        what = "ended without a result"
+    else:  # no log to tell whether it started
+        what = "left no result"
+    error = (f"requeued attempt {what} (Slurm state: {state}); result of attempt {recorded} "
+             f"(preempted) kept")
+    if (job_dir / "checkpoint.pt").exists():
+        error += f", resume it with resume={job_dir}"
+    result["error"] = error
+    result.setdefault("run", {})["slurm_job_id"] = str(job.job_id)
+    write_result(job_dir, result)
+    return status, error
+
+
+def _attempts_started(job: Any) -> int | None:
+    """How many times submitit started this task's Python (one INFO line per start), None if unknown.
+
+    sbatch appends every attempt to the same log (``--open-mode=append``, set by submitit). No such line
+    at all means the log is not there or its level hides INFO: the attempt that wrote the result did start.
+    """
+    try:
+        text = Path(job.paths.stdout).read_text(errors="replace")
+    except (OSError, AttributeError, TypeError):
+        return None
+    return text.count(" - Starting with JobEnvironment(") or None
