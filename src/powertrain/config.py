@@ -143,6 +143,8 @@ class EnergyConfig:
     gpu_indices: Optional[list[int]] = None  # None = the GPUs this process may use
     gpu_idle_share: float = 0.15  # estimate: share of TDP drawn by an idle GPU (no NVML energy/power)
     powercap_root: str = "/sys/class/powercap"  # where RAPL counters live (a bind mount in containers)
+    cpu_share: Optional[float] = None  # share of the CPU packages billed to this job (None = detected)
+    threads_total: Optional[int] = None  # hardware threads of the host (None = detected; hidden in a VM)
 
 
 @dataclass
@@ -351,6 +353,8 @@ CHECKS: dict[str, Callable[[Any], Optional[str]]] = {
     "energy.cpu_idle_share": _fraction_closed,
     "energy.dram_w_per_gb": _non_negative,
     "energy.gpu_idle_share": _fraction_closed,
+    "energy.cpu_share": _optional(_fraction_open_closed),
+    "energy.threads_total": _optional(_at_least(1)),
     "carbon.region": lambda v: _region(v),
     "carbon.intensity_g_per_kwh": _optional(_non_negative),
     "carbon.pue": lambda v: None if v >= 1 and math.isfinite(v) else "a number >= 1.0",
