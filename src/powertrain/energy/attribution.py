@@ -238,15 +238,15 @@ def detect_cpu_share(
     if affinity is None:
         affinity = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set()
     visible = len(info.cpu_package) or os.cpu_count() or 1
-    limits: list[tuple[float, str]] = [
-        (float(len(affinity) or visible), f"CPU affinity ({len(affinity)} CPUs)")
-    ]
-    quota = _cgroup_limit(paths, "cpu.max", parse_cpu_max)
-    if quota is not None:
-        limits.append((quota, f"cgroup cpu.max quota ({quota:g} CPUs)"))
+    # on a tie the first wins: the Slurm allocation is the reason a bound job holds those CPUs
+    limits: list[tuple[float, str]] = []
     slurm = slurm_cpus(environ)
     if slurm is not None:
         limits.append((float(slurm), f"Slurm allocation (SLURM_CPUS_ON_NODE={slurm})"))
+    quota = _cgroup_limit(paths, "cpu.max", parse_cpu_max)
+    if quota is not None:
+        limits.append((quota, f"cgroup cpu.max quota ({quota:g} CPUs)"))
+    limits.append((float(len(affinity) or visible), f"CPU affinity ({len(affinity)} CPUs)"))
     held, held_basis = min(limits, key=lambda x: x[0])
 
     if threads_total is not None:

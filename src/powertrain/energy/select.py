@@ -148,11 +148,17 @@ def _attribute_rapl(
     rapl: list[Source], cpu: CpuShare, energy_cfg: Any, environ: Mapping[str, str], paths: HostPaths
 ) -> list[Source]:
     """Bill the job its part of each RAPL counter, or the whole counter on an exclusive node (said so)."""
-    if cpu.exclusive:
+    if cpu.share is None or cpu.exclusive:  # an energy.cpu_share override always sets cpu.share
+        if cpu.exclusive:
+            basis = f"exclusive: this job holds {cpu.held_text()}; no attribution ({cpu.basis})"
+        else:  # a VM that passes RAPL through but hides its host: no package total to attribute against
+            basis = (
+                f"no attribution: the job holds {cpu.held_text()} and the package total is unknown "
+                f"(set energy.threads_total or energy.cpu_share); the counter is billed whole"
+            )
         for s in rapl:
             assert isinstance(s, RaplSource)
-            basis = f"exclusive: this job holds {cpu.held_text()}; no attribution ({cpu.basis})"
-            s.labels = {"share": 1.0, "share_basis": basis}
+            s.labels = {"share": 1.0 if cpu.exclusive else None, "share_basis": basis}
             s.billing = f"the whole {s.domain.rapl_name} counter (RAPL, measured): {basis}"
         return rapl
     job_time, job_time_basis = job_cpu_time_fn(environ, paths)
