@@ -4,8 +4,8 @@ Files are laid out and formatted as the kernel writes them, so the code under te
 it meets on a real machine:
 - ``kvm_guest``: what a 2-vCPU cloud VM shows (the ``hypervisor`` flag, a generic "AMD EPYC" name, the
   guest's own vCPUs only, DMI vendor QEMU), like the development VM this project grew up on.
-- ``dual_socket``: a bare-metal node with 2 packages × 32 cores × 2 threads (128 logical CPUs),
-  numbered as Linux numbers them (package 0 holds CPUs 0-31 and their siblings 64-95).
+- ``bare_metal`` / ``dual_socket``: a node with packages × cores × 2 threads (dual socket: 128 logical
+  CPUs), numbered as Linux numbers them (package 0 holds CPUs 0-31 and their siblings 64-95).
 """
 
 from __future__ import annotations
@@ -121,17 +121,24 @@ def kvm_guest(root: Path, vcpus: int = 2, family: int = 25, model: int = 1, step
     return host
 
 
-def dual_socket(
+def bare_metal(
     root: Path,
-    model_name: str = "AMD EPYC 7543 32-Core Processor",
+    sockets: int = 2,
     cores: int = 32,
+    model_name: str = "AMD EPYC 7543 32-Core Processor",
     mem_total_kb: int = 263_000_000,
 ) -> FakeHost:
-    """Bare metal: 2 packages × ``cores`` cores × 2 threads; CPU n and n + 2·cores are siblings."""
-    n = 4 * cores
-    cpus = [(c, (c % (2 * cores)) // cores, c % cores) for c in range(n)]
+    """Bare metal: ``sockets`` packages × ``cores`` cores × 2 threads, numbered as Linux numbers them:
+    the first threads of every core come first (package by package), then their siblings."""
+    per_pass = sockets * cores
+    cpus = [(c, (c % per_pass) // cores, c % cores) for c in range(2 * per_pass)]
     text = cpuinfo_text(cpus, "AuthenticAMD", 25, 1, 1, model_name, False, 2 * cores, cores)
-    return FakeHost(root, text, n, mem_total_kb)
+    return FakeHost(root, text, 2 * per_pass, mem_total_kb)
+
+
+def dual_socket(root: Path, cores: int = 32) -> FakeHost:
+    """Two EPYC 7543 packages (225 W TDP), 128 threads: CPU n and n + 64 are siblings."""
+    return bare_metal(root, sockets=2, cores=cores)
 
 
 def package_cpus(host_cores: int, package: int) -> list[int]:
