@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from fakes.host import dual_socket, kvm_guest, package_cpus
 from fakes.powercap import make_powercap
 from powertrain.config import ConfigError, EnergyConfig, check_value
-from powertrain.energy import build_meter
+from powertrain.energy import Ledger, build_meter
 from powertrain.energy.attribution import (
     detect_cpu_share,
     microarchitecture,
@@ -142,6 +144,34 @@ def test_rapl_package_shared_with_another_busy_process_is_attributed_by_busy_tim
     assert meter.billing_lines()[0].startswith(
         "cpu:package-0: part of the package-0 counter (RAPL, measured)"
     )
+
+    ledger = Ledger()
+    ledger.add("train", m)
+    meter.begin_window("eval")  # a window the job spends idle while the neighbour keeps working
+    host.run({pkg0[10]: 1.0})
+    pc.add_uj("intel-rapl:0", 20_000_000)
+    ledger.add("eval", meter.end_window("eval"))
+    (cpu0,) = [c for c in ledger.components() if c["name"] == "cpu:package-0"]
+    assert cpu0["energy_j"] == pytest.approx(25.0) and cpu0["package_energy_j"] == pytest.approx(120.0)
+    assert cpu0["share"] == pytest.approx(25.0 / 120.0)  # the share of the run, not of its last window
+    meter.close()
+
+
+def test_without_slurm_the_process_cpu_time_is_set_against_the_package(tmp_path, monkeypatch):
+    from powertrain.energy import attribution
+
+    clock = {"cpu_s": 100.0}  # this process's CPU time, as os.times() would report it
+    monkeypatch.setattr(attribution.os, "times", lambda: os.times_result((clock["cpu_s"], 0, 0, 0, 0)))
+    # no Slurm: a cpuset of package 0's first threads; the cgroup's cpu.stat is not the job's to use
+    pc, host, meter = _attributed_node(tmp_path, {}, set(range(32)))
+    meter.begin_window("train")
+    host.run({0: 3.0, 1: 1.0, 2: 4.0}, job_s=7.0)  # 8 s busy on package 0, 4 s of it ours
+    clock["cpu_s"] += 4.0
+    pc.add_uj("intel-rapl:0", 80_000_000)
+    m = meter.end_window("train")
+    cpu0 = m.components[0]
+    assert cpu0.method == "rapl_attributed" and cpu0.energy_j == pytest.approx(40.0)
+    assert "this process's CPU time" in cpu0.extra["share_basis"]
     meter.close()
 
 
