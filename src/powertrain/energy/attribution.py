@@ -187,6 +187,11 @@ def slurm_cpus(environ: Mapping[str, str]) -> Optional[int]:
     return int(value) if value.isdigit() else None
 
 
+@functools.lru_cache(maxsize=4)  # ~150 kB to parse on a 128-thread node: once per process, not per job
+def _cpuinfo(path: str) -> CpuInfo:
+    return parse_cpuinfo(_read(path) or "")
+
+
 @dataclass(frozen=True)
 class CpuShare:
     """The part of the CPU packages this job holds, and how that was found."""
@@ -234,7 +239,7 @@ def detect_cpu_share(
         threads_total: ``energy.threads_total``: the host's hardware threads, for when a VM hides them.
         affinity: the CPUs this process may run on (default ``os.sched_getaffinity``).
     """
-    info = parse_cpuinfo(_read(os.path.join(paths.proc, "cpuinfo")) or "")
+    info = _cpuinfo(os.path.join(paths.proc, "cpuinfo"))
     if affinity is None:
         affinity = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set()
     visible = len(info.cpu_package) or os.cpu_count() or 1

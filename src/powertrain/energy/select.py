@@ -1,7 +1,10 @@
 """Choose the best energy source for each component of this machine.
 
 Measured where a counter exists (NVML for GPUs, RAPL for CPU packages and DRAM), a labelled estimate
-where not, with the reason on the source; never a component silently left at zero.
+where not, with the reason on the source; never a component silently left at zero. CPU and DRAM are
+billed at the job's share (``attribution``): a package model scaled by threads held, per-thread
+coefficients where the package is hidden, RAPL counters attributed by busy time or memory share on a
+shared node; each source's ``billing`` line says which and why.
 """
 
 from __future__ import annotations
