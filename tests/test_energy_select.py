@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from fakes.host import bare_metal
 from fakes.nvml import GPU_IS_LOST, FakeGpu, FakeNvml
 from fakes.powercap import make_powercap
 from powertrain.config import EnergyConfig
@@ -15,9 +16,16 @@ from powertrain.energy import Ledger, build_meter
 from powertrain.energy.idle import measure_idle, measure_idle_w
 
 
-def test_no_powercap_gives_labelled_estimates_with_the_reason(tmp_path):
+@pytest.fixture
+def node(tmp_path):
+    """A bare-metal host this process holds whole (so nothing here depends on the machine running it)."""
+    host = bare_metal(tmp_path / "host", sockets=1, cores=4)
+    return {"host": host.paths, "affinity": set(range(8))}
+
+
+def test_no_powercap_gives_labelled_estimates_with_the_reason(tmp_path, node):
     root = tmp_path / "powercap"
-    meter = build_meter(EnergyConfig(powercap_root=str(root)))
+    meter = build_meter(EnergyConfig(powercap_root=str(root)), environ={}, **node)
     assert [(s.name, s.method, s.measured) for s in meter.sources] == [
         ("cpu:package-0", "tdp_utilization_estimate", False),
         ("dram:0", "memory_size_estimate", False),
@@ -35,9 +43,9 @@ def test_no_powercap_gives_labelled_estimates_with_the_reason(tmp_path):
     meter.close()
 
 
-def test_readable_rapl_is_measured(tmp_path):
+def test_readable_rapl_is_measured(tmp_path, node):
     pc = make_powercap(tmp_path, sockets=2)
-    meter = build_meter(EnergyConfig(powercap_root=str(tmp_path)))
+    meter = build_meter(EnergyConfig(powercap_root=str(tmp_path)), environ={}, **node)
     assert [(s.name, s.method) for s in meter.sources] == [
         ("cpu:package-0", "rapl"),
         ("dram:0", "rapl"),
@@ -56,28 +64,28 @@ def test_readable_rapl_is_measured(tmp_path):
     meter.close()
 
 
-def test_rapl_without_dram_domain_estimates_dram_only(tmp_path):
+def test_rapl_without_dram_domain_estimates_dram_only(tmp_path, node):
     make_powercap(tmp_path, dram=False)  # client and AMD CPUs
-    meter = build_meter(EnergyConfig(powercap_root=str(tmp_path)))
+    meter = build_meter(EnergyConfig(powercap_root=str(tmp_path)), environ={}, **node)
     methods = {s.name: (s.method, s.reason) for s in meter.sources}
     assert methods["cpu:package-0"] == ("rapl", None)
     assert methods["dram:0"][0] == "memory_size_estimate" and "no dram domain" in methods["dram:0"][1]
     meter.close()
 
 
-def test_meter_estimate_forces_estimates_even_with_rapl(tmp_path):
+def test_meter_estimate_forces_estimates_even_with_rapl(tmp_path, node):
     make_powercap(tmp_path)
-    meter = build_meter(EnergyConfig(meter="estimate", powercap_root=str(tmp_path)))
+    meter = build_meter(EnergyConfig(meter="estimate", powercap_root=str(tmp_path)), environ={}, **node)
     assert all(not s.measured and "estimate requested" in s.reason for s in meter.sources)
     meter.close()
 
 
-def test_cuda_meter_bills_gpu_and_stays_honest_after_a_failure(tmp_path, monkeypatch):
+def test_cuda_meter_bills_gpu_and_stays_honest_after_a_failure(tmp_path, monkeypatch, node):
     gpu = FakeGpu("GPU-aaaaaaaa-1111-2222-3333-444444444444", power_w=200.0, power_limit_w=300.0)
     fake = FakeNvml([gpu])
     monkeypatch.setitem(sys.modules, "pynvml", fake.module)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
-    meter = build_meter(EnergyConfig(powercap_root=str(tmp_path / "none")), device_type="cuda")
+    meter = build_meter(EnergyConfig(powercap_root=str(tmp_path / "none")), device_type="cuda", **node)
     assert meter.describe().startswith("gpu:0 nvml_energy_counter (measured) · cpu:package-0 ")
     ledger = Ledger()
     meter.begin_window("train")
@@ -101,9 +109,9 @@ def test_cuda_meter_bills_gpu_and_stays_honest_after_a_failure(tmp_path, monkeyp
     assert fake.init_count == 0
 
 
-def test_idle_baseline_is_mean_power(tmp_path):
+def test_idle_baseline_is_mean_power(tmp_path, node):
     pc = make_powercap(tmp_path, dram=False)
-    meter = build_meter(EnergyConfig(powercap_root=str(tmp_path)))
+    meter = build_meter(EnergyConfig(powercap_root=str(tmp_path)), environ={}, **node)
     stop = threading.Event()
 
     start_uj, t0 = int((tmp_path / "intel-rapl:0" / "energy_uj").read_text()), time.perf_counter()

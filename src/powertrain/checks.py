@@ -115,6 +115,8 @@ FIELD_CHECKS: dict[str, Check] = {
     "energy.sample_hz": lambda v: None if 1 <= v <= 1000 else "a number in [1, 1000]",
     "energy.cpu_idle_share": fraction_closed,
     "energy.dram_w_per_gb": non_negative,
+    "energy.cpu_share": optional(fraction_open_closed),
+    "energy.threads_total": optional(at_least(1)),
     "energy.gpu_idle_share": fraction_closed,
     "carbon.intensity_g_per_kwh": optional(non_negative),
     "carbon.pue": lambda v: None if v >= 1 and math.isfinite(v) else "a number >= 1.0",

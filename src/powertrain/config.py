@@ -134,6 +134,8 @@ class EnergyConfig:
     gpu_indices: Optional[list[int]] = None  # None = the GPUs this process may use
     gpu_idle_share: float = 0.15  # estimate: share of TDP drawn by an idle GPU (no NVML energy/power)
     powercap_root: str = "/sys/class/powercap"  # where RAPL counters live (a bind mount in containers)
+    cpu_share: Optional[float] = None  # share of the CPU packages billed to this job (None = detected)
+    threads_total: Optional[int] = None  # hardware threads of the host (None = detected; hidden in a VM)
 
 
 @dataclass

@@ -46,6 +46,7 @@ class Source:
     Attributes:
         name, kind, method, measured: as in ``ComponentEnergy``.
         reason: why this source was chosen over a better one (None if it is the best there is).
+        billing: what share of the component is billed to this job and why (the start line).
     """
 
     name: str = "other"
@@ -53,6 +54,7 @@ class Source:
     method: str = "unknown"
     measured: bool = False
     reason: Optional[str] = None
+    billing: Optional[str] = None
 
     def start(self) -> None:
         """Begin counting (start sampling threads, take the first reading)."""
@@ -272,6 +274,10 @@ class EnergyMeter:
         """One line naming the source and method of every component."""
         return " · ".join(s.describe() for s in self.sources) or "no energy sources"
 
+    def billing_lines(self) -> list[str]:
+        """One line per component saying what share of it is billed and why (printed at start)."""
+        return [f"{s.name}: {s.billing}" for s in self.sources if s.billing]
+
     def _read(self) -> tuple[list[float], list[float]]:
         readings = [s.read() for s in self.sources]
         return [r[0] for r in readings], [r[1] for r in readings]
@@ -343,7 +349,7 @@ class Ledger:
             into[c["name"]] = dict(c)
             return
         for k, v in c.items():
-            if k in ("energy_j", "measured_j"):
+            if k in ("energy_j", "measured_j", "package_energy_j"):
                 acc[k] += v
             elif k == "measured":
                 acc[k] = acc[k] and v
@@ -352,6 +358,8 @@ class Ledger:
                 acc[k] = "+".join(methods + [x for x in v.split("+") if x not in methods])
             else:  # labels: the latest wins (e.g. a fallback reason stays once it appears)
                 acc[k] = v
+        if acc.get("package_energy_j"):  # an attributed counter: the share of all the windows together
+            acc["share"] = acc["energy_j"] / acc["package_energy_j"]
 
     def add(self, phase: str, m: Measurement) -> None:
         comps = self.phases.setdefault(phase, {})

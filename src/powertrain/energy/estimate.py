@@ -1,13 +1,16 @@
 """Estimated energy for components with no readable counter (labelled ``measured: false``).
 
 Models (constants are configurable and stated in the README):
-- CPU:  P = TDP × (idle_share + (1 − idle_share) × u), u = this process's CPU time / (wall time × logical
-  CPUs). The whole package's idle share is billed to the run: it is the power the package draws because
-  the machine is on for this job.
+- CPU, per thread (a VM, or a CPU without a TDP figure): P = threads held × (min + (max − min) × u),
+  with per-vCPU min/max watts for the microarchitecture (Cloud Carbon Footprint), u = this process's
+  CPU time / (wall time × threads held). Only the held threads' idle draw is billed.
+- CPU, package share (TDP known, package size known): P = packages × TDP × share × (idle_share +
+  (1 − idle_share) × u), share = threads held / threads of the packages: the job pays its threads' part
+  of the packages' idle draw, not the whole of it.
 - DRAM: P = dram_w_per_gb × resident memory of this process in GB.
 - GPU:  P = TDP × (idle_share + (1 − idle_share) × NVML utilisation); TDP alone when utilisation is
   unreadable (an upper bound, flagged). Used when NVML has no energy or power reading for a GPU.
-Both are integrated between reads from cumulative CPU time and a resident-memory sample at each read, so
+All are integrated between reads from cumulative CPU time and a resident-memory sample at each read, so
 no sampling thread is needed and a window costs two cheap syscalls per source.
 """
 
@@ -167,8 +170,21 @@ class _IntegratingEstimate(Source):
         return self._energy_j
 
 
+def _process_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system  # this process; child processes are not ours to bill
+
+
 class CpuEstimate(_IntegratingEstimate):
-    """CPU package power from TDP and this process's CPU utilisation."""
+    """CPU package power from TDP and this process's CPU utilisation, scaled by the job's share.
+
+    Args:
+        tdp_w: one package's TDP.
+        idle_share: share of TDP an idle package draws.
+        logical_cpus: the threads the utilisation is relative to (the threads held; default all).
+        share: the job's share of the packages (threads held / threads of the packages).
+        packages: how many packages ``share`` is a share of.
+    """
 
     kind = "cpu"
     method = "tdp_utilization_estimate"
@@ -180,23 +196,79 @@ class CpuEstimate(_IntegratingEstimate):
         name: str = "cpu:package-0",
         reason: Optional[str] = None,
         tdp_source: str = "",
-        logical_cpus: Optional[int] = None,
+        logical_cpus: Optional[float] = None,
+        share: float = 1.0,
+        packages: int = 1,
+        share_basis: Optional[str] = None,
     ):
         super().__init__()
         self.name, self.reason = name, reason
         self.tdp_w, self.idle_share, self.tdp_source = tdp_w, idle_share, tdp_source
         self.logical_cpus = logical_cpus or os.cpu_count() or 1
+        self.share, self.packages, self.share_basis = share, packages, share_basis
 
     def _state(self) -> float:
-        t = os.times()
-        return t.user + t.system  # this process; child processes are not ours to bill
+        return _process_cpu_s()
 
     def _power_w(self, before: float, after: float, dt: float) -> float:
         util = min(max((after - before) / (dt * self.logical_cpus), 0.0), 1.0)
-        return self.tdp_w * (self.idle_share + (1.0 - self.idle_share) * util)
+        return self.packages * self.tdp_w * self.share * (self.idle_share + (1.0 - self.idle_share) * util)
 
     def extra(self) -> dict[str, Any]:
-        return {"tdp_w": self.tdp_w, "tdp_source": self.tdp_source, "idle_share": self.idle_share}
+        out: dict[str, Any] = {
+            "tdp_w": self.tdp_w,
+            "tdp_source": self.tdp_source,
+            "idle_share": self.idle_share,
+        }
+        if self.share_basis is not None:
+            out.update(share=self.share, share_basis=self.share_basis, packages=self.packages)
+        return out
+
+
+class PerThreadCpuEstimate(_IntegratingEstimate):
+    """CPU power from per-thread min/max watts (by microarchitecture) for the threads this job holds.
+
+    Args:
+        threads_held: hardware threads (vCPUs) the job may use; may be fractional (a cgroup quota).
+        min_w, max_w: watts per thread at 0 % and 100 % utilisation.
+        coefficient_source: where min/max come from, or the assumption they are.
+    """
+
+    kind = "cpu"
+    method = "per_thread_coefficient_estimate"
+
+    def __init__(
+        self,
+        threads_held: float,
+        min_w: float,
+        max_w: float,
+        coefficient_source: str,
+        name: str = "cpu:package-0",
+        reason: Optional[str] = None,
+        share: Optional[float] = None,
+        share_basis: str = "",
+    ):
+        super().__init__()
+        self.name, self.reason = name, reason
+        self.threads_held, self.min_w, self.max_w = threads_held, min_w, max_w
+        self.coefficient_source, self.share, self.share_basis = coefficient_source, share, share_basis
+
+    def _state(self) -> float:
+        return _process_cpu_s()
+
+    def _power_w(self, before: float, after: float, dt: float) -> float:
+        util = min(max((after - before) / (dt * self.threads_held), 0.0), 1.0)
+        return self.threads_held * (self.min_w + (self.max_w - self.min_w) * util)
+
+    def extra(self) -> dict[str, Any]:
+        return {
+            "threads_held": self.threads_held,
+            "w_per_thread_min": self.min_w,
+            "w_per_thread_max": self.max_w,
+            "coefficient_source": self.coefficient_source,
+            "share": self.share,
+            "share_basis": self.share_basis,
+        }
 
 
 class DramEstimate(_IntegratingEstimate):
@@ -205,9 +277,15 @@ class DramEstimate(_IntegratingEstimate):
     kind = "dram"
     method = "memory_size_estimate"
 
-    def __init__(self, w_per_gb: float = 0.375, name: str = "dram:0", reason: Optional[str] = None):
+    def __init__(
+        self,
+        w_per_gb: float = 0.375,
+        name: str = "dram:0",
+        reason: Optional[str] = None,
+        note: Optional[str] = None,
+    ):
         super().__init__()
-        self.name, self.reason, self.w_per_gb = name, reason, w_per_gb
+        self.name, self.reason, self.w_per_gb, self.note = name, reason, w_per_gb, note
         self._rss: Optional[_RssReader] = None
 
     def _state(self) -> int:
@@ -219,7 +297,10 @@ class DramEstimate(_IntegratingEstimate):
         return self.w_per_gb * (before + after) / 2 / 1e9
 
     def extra(self) -> dict[str, Any]:
-        return {"w_per_gb": self.w_per_gb}
+        out: dict[str, Any] = {"w_per_gb": self.w_per_gb, "share_basis": "resident memory of this process"}
+        if self.note:
+            out["note"] = self.note
+        return out
 
     def stop(self) -> None:
         if self._rss is not None:

@@ -186,6 +186,7 @@ class RaplSource(MeasuringSource):
         self.name, self.kind = domain.component, domain.kind
         self._last_uj = 0
         self._total_uj = 0
+        self.labels: dict[str, Any] = {}  # e.g. the share billed and why, set by whoever builds the meter
         self.wraps = 0
         self.wraps_uncorrected = 0
 
@@ -220,7 +221,7 @@ class RaplSource(MeasuringSource):
         return self._fallback_factory()
 
     def extra(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"rapl_domain": os.path.basename(self.domain.path)}
+        out: dict[str, Any] = {"rapl_domain": os.path.basename(self.domain.path), **self.labels}
         if self.domain.max_range_uj is None:
             out["max_energy_range_uj"] = None
         if self.wraps_uncorrected:
@@ -265,3 +266,73 @@ def build_rapl_sources(
             fallback = functools.partial(dram_fallback, d.component, n_dram)
         sources.append(RaplSource(d, poller, fallback))
     return sources, None
+
+
+class AttributedSource(Source):
+    """The job's part of a shared counter: each interval's joules × the job's share over that interval.
+
+    The counter itself stays a measurement (``measured`` follows it) and its joules are kept as
+    ``package_energy_j``; the share and how it was found are labels. Intervals run from one read to the
+    next, so with sequential windows the labels of ``extra()`` describe the window just ended. After the
+    counter falls back to an estimate, the estimate is already the job's part and is not scaled again.
+
+    Args:
+        inner: the whole-package source (a ``RaplSource``).
+        share_fn: the job's share of the interval since this source's previous read, or None when it
+            cannot be told (then ``fallback_share`` is used).
+        fallback_share: the allocation share, used when busy time gives no answer (an idle interval).
+        basis: how the share is found, for the result and the start line.
+    """
+
+    def __init__(
+        self,
+        inner: Source,
+        share_fn: Callable[[AttributedSource], Optional[float]],
+        fallback_share: float,
+        basis: str,
+    ):
+        self.inner, self.share_fn, self.fallback_share, self.basis = inner, share_fn, fallback_share, basis
+        self.name, self.kind, self.reason = inner.name, inner.kind, inner.reason
+        self._last = (0.0, 0.0)
+        self._energy_j = self._measured_j = 0.0
+        self._window = {"package_energy_j": 0.0, "share": fallback_share}
+
+    @property
+    def measured(self) -> bool:  # type: ignore[override]
+        return self.inner.measured
+
+    @property
+    def method(self) -> str:  # type: ignore[override]
+        inner = self.inner.method
+        return "rapl_attributed" if inner == "rapl" else f"rapl_attributed+{inner}"
+
+    def start(self) -> None:
+        self.inner.start()
+        self._last = self.inner.read()
+        self.share_fn(self)  # the first busy-time snapshot
+
+    def read(self) -> tuple[float, float]:
+        total_j, measured_j = self.inner.read()
+        d_total, d_measured = total_j - self._last[0], measured_j - self._last[1]
+        self._last = (total_j, measured_j)
+        share = self.share_fn(self)
+        share = self.fallback_share if share is None else min(max(share, 0.0), 1.0)
+        self._energy_j += d_measured * share + max(d_total - d_measured, 0.0)
+        self._measured_j += d_measured * share
+        self._window = {"package_energy_j": d_total, "share": share}
+        return self._energy_j, self._measured_j
+
+    def read_j(self) -> float:
+        return self.read()[0]
+
+    def measured_j(self) -> float:
+        return self._measured_j
+
+    def extra(self) -> dict[str, Any]:
+        out = self.inner.extra()
+        out.update(self._window)
+        out["share_basis"] = self.basis
+        return out
+
+    def stop(self) -> None:
+        self.inner.stop()

@@ -89,6 +89,8 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
                             sync=torch.cuda.synchronize if on_gpu else None)
         if cfg.verbose:
             print(f"energy: {meter.describe()}", flush=True)
+            for line in meter.billing_lines():  # what share of each component is billed, and why
+                print(line, flush=True)
         # loading data and building the model cost energy too: billed to "setup", reported apart from
         # training (energy.setup_j) so runs compare on training energy yet nothing goes unmetered
         ledger = Ledger()  # replaced by the checkpoint's on resume
