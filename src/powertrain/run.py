@@ -216,9 +216,9 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
         result["hardware"] = hw.describe(device, profile)
 
         on_gpu = device.type == "cuda"
-        meter = build_meter(cfg.energy, device.type, cpu_tdp_w=None if on_gpu else profile.tdp_w,
-                            gpu_tdp_w=profile.tdp_w if on_gpu else None,
-                            sync=torch.cuda.synchronize if on_gpu else None)
+        # the device itself: the meter bills and synchronises the run's own GPU, not every visible one
+        meter = build_meter(cfg.energy, device, cpu_tdp_w=None if on_gpu else profile.tdp_w,
+                            gpu_tdp_w=profile.tdp_w if on_gpu else None)
         if cfg.verbose:
             print(f"energy: {meter.describe()}", flush=True)
         # loading data and building the model cost energy too: billed to "setup", reported apart from
