@@ -18,14 +18,15 @@ FUNCTIONS = sorted(n for n in dir(FAKE) if n.startswith("nvml") and callable(get
 
 
 def test_the_fake_covers_every_nvml_call_powertrain_makes():
+    import powertrain.energy.gpu_knobs as knobs
     import powertrain.energy.nvml as nvml
     import powertrain.energy.nvml_devices as devices
     import powertrain.hardware as hardware
 
     used = set()
-    for module in (nvml, devices, hardware):
+    for module in (nvml, devices, knobs, hardware):
         used |= set(re.findall(r"\b(?:nv|pynvml)\.(nvml[A-Z]\w*)", inspect.getsource(module)))
-    assert "nvmlDeviceGetHandleByUUID" in used
+    assert {"nvmlDeviceGetHandleByUUID", "nvmlDeviceSetPowerManagementLimit"} <= used
     assert used - set(FUNCTIONS) == set(), "powertrain calls NVML functions the fake does not have"
 
 

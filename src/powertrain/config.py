@@ -108,6 +108,10 @@ class HardwareConfig:
     # CPU threads for torch's intra-op pool. None = $SLURM_CPUS_PER_TASK inside a Slurm job (so array
     # tasks sharing a node do not oversubscribe it), else torch's default; $OMP_NUM_THREADS always wins.
     cpu_threads: Optional[int] = None
+    # GPU knobs (issue 15), set through NVML on the run's GPU before training and always restored:
+    # the board power limit in W, and locked graphics clocks in MHz (one value or [min, max])
+    gpu_power_limit_w: Optional[float] = None
+    gpu_locked_clocks_mhz: Any = None
 
 
 @dataclass
@@ -333,6 +337,8 @@ CHECKS: dict[str, Callable[[Any], Optional[str]]] = {
     "hardware.lifetime_years": _optional(_positive),
     "hardware.utilization": _optional(_fraction_open_closed),
     "hardware.cpu_threads": _optional(_at_least(1)),
+    "hardware.gpu_power_limit_w": _optional(_positive),
+    "hardware.gpu_locked_clocks_mhz": lambda v: _gpu_clocks(v),
     "paradigm.name": _one_of(PARADIGMS),
     "paradigm.finetune": _one_of(("full", "head", "partial")),
     "paradigm.partial_blocks": _at_least(1),
@@ -365,6 +371,12 @@ CHECKS: dict[str, Callable[[Any], Optional[str]]] = {
     "target_accuracy": _optional(_fraction_open_closed),
     "precision": _one_of(PRECISIONS),
 }
+
+
+def _gpu_clocks(v: Any) -> Optional[str]:
+    from powertrain.energy.gpu_knobs import check_clocks
+
+    return check_clocks(v)
 
 
 def check_value(key: str, value: Any) -> None:
@@ -413,6 +425,9 @@ def check_precision(precision: str, device_type: str) -> None:
 def _check_combinations(cfg: RunConfig) -> None:
     if cfg.hardware.device == "cpu":  # hardware.device=auto is checked once run() knows the device
         check_precision(cfg.precision, "cpu")
+        from powertrain.energy.gpu_knobs import check_gpu_run  # GPU knobs need a GPU run
+
+        check_gpu_run(cfg.hardware, "cpu")
     if cfg.optimizer.nesterov and (cfg.optimizer.name != "sgd" or cfg.optimizer.momentum <= 0):
         raise ConfigError("optimizer.nesterov", True, "only with optimizer=sgd and momentum > 0")
     if cfg.dataset.name not in ("digits", "synthetic"):
