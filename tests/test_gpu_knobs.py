@@ -191,3 +191,16 @@ def test_a_killed_run_leaves_a_marker_the_next_run_on_that_gpu_restores(node, tm
     assert knobs.record["restored_after_crash"]["power_limit_w"] == 300.0
     assert knobs.record["restored_after_crash"]["left_by"]["pid"] > 0
     assert fake.init_count == 0
+
+
+def test_cli_overrides_take_a_clock_pair_or_one_clock_and_sweep_limits():
+    from powertrain.overrides import check_overrides
+
+    check_overrides(["hardware.gpu_power_limit_w=150,200,250", "hardware.gpu_locked_clocks_mhz=[1200,1410]"])
+    check_overrides(["hardware.gpu_locked_clocks_mhz=1410"])
+    with pytest.raises(
+        ConfigError, match=r"gpu_locked_clocks_mhz=\[3, 2, 1\] is not allowed: null, one clock"
+    ):
+        check_overrides(["hardware.gpu_locked_clocks_mhz=[3,2,1]"])
+    with pytest.raises(ConfigError, match="gpu_power_limit_w=-5.0 is not allowed"):
+        check_overrides(["hardware.gpu_power_limit_w=-5"])

@@ -20,7 +20,7 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Optional
@@ -45,7 +45,8 @@ def parse_clocks(value: Any) -> Optional[tuple[int, int]]:
     """
     if value is None:
         return None
-    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    # a list from the CLI arrives as omegaconf's ListConfig, a Sequence
+    values = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
     ok = 1 <= len(values) <= 2 and all(
         isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
     )
