@@ -29,14 +29,19 @@ def main() -> None:
     from powertrain.config import EnergyConfig
     from powertrain.energy.base import EnergyMeter
     from powertrain.energy.nvml import METHOD_POWER, NvmlGpuSource, build_gpu_sources
+    from powertrain.energy.select import device_sync
 
-    counter = build_gpu_sources(EnergyConfig(sample_hz=args.hz))[0]
+    counter = build_gpu_sources(EnergyConfig(sample_hz=args.hz), ordinals=[0])[0]
     if counter.method != "nvml_energy_counter":
         print(f"skip this GPU has no energy counter ({counter.method})")
         return
-    # a second source on the same GPU, integrating sampled power as the fallback would
-    power = NvmlGpuSource(pynvml, counter.target, METHOD_POWER, counter.session, lambda: None, args.hz)
-    meter = EnergyMeter([counter, power], sync=torch.cuda.synchronize)
+    # a second source on the same GPU, integrating sampled power as the fallback would; it shares the
+    # counter's estimate factory, so an NVML failure mid-benchmark degrades to an estimate, not a crash
+    power = NvmlGpuSource(
+        pynvml, counter.target, METHOD_POWER, counter.session, counter._fallback_factory, args.hz,
+        power_fn=counter.power_fn,
+    )  # fmt: skip
+    meter = EnergyMeter([counter, power], sync=device_sync("cuda:0"))
 
     # a training workload: a small ResNet-like conv net on synthetic CIFAR-sized batches
     model = torch.nn.Sequential(

@@ -121,13 +121,17 @@ def test_mig_instance_meters_parent_and_says_it_is_shared(nvml):
     sources = _build({"CUDA_VISIBLE_DEVICES": f"{mig[0]},{mig[1]}"})
     assert len(sources) == 1
     (src,) = sources
-    assert src.method == "nvml_energy_counter"  # through the parent handle; MIG handles have none
+    # through the parent's counter (MIG handles have none), billed by the slices held: 2 of 7
+    assert src.method == "nvml_energy_counter_attributed"
+    assert not src.measured  # an attribution, never a plain measurement (issue 12, item 7)
     extra = src.extra()
     assert extra["shared_device"] is True and "whole physical GPU" in extra["note"]
+    assert extra["share"] == pytest.approx(2 / 7) and "2 of 7 GPU slices" in extra["share_basis"]
     assert extra["mig_uuids"] == mig and extra["uuid"] == UUID_A
     src.start()
     time.sleep(0.05)
-    assert src.read_j() == pytest.approx(400.0 * 0.05, rel=0.5)
+    assert src.read_j() == pytest.approx(400.0 * 0.05 * 2 / 7, rel=0.5)
+    assert src.measured_j() == 0.0
     _stop(sources)
 
 

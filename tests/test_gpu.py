@@ -79,3 +79,31 @@ def test_mixed_precision_trains_on_the_gpu(tiny_cfg, tmp_path, precision):
     r = run(tiny_cfg(max_epochs=3, precision=precision, **{"hardware.device": "cuda"}), tmp_path)
     assert r["status"] == "completed", r["error"]
     assert r["metrics"]["final_accuracy"] > 0.5  # learnable synthetic data: autocast must not break learning
+
+
+def test_window_waits_for_kernels_queued_on_the_runs_gpu():
+    """~1 s of queued kernels, the window closed at once: its time covers them (the sync is on cuda:N)."""
+    from powertrain.config import EnergyConfig
+    from powertrain.energy.base import EnergyMeter
+    from powertrain.energy.nvml import build_gpu_sources
+    from powertrain.energy.select import device_sync
+
+    index = torch.cuda.device_count() - 1  # the last GPU: a bare synchronize() would wait on cuda:0
+    device = torch.device(f"cuda:{index}")
+    meter = EnergyMeter(build_gpu_sources(EnergyConfig(), ordinals=[index]), sync=device_sync(device))
+    x = torch.randn(4096, 4096, device=device)
+    torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    for _ in range(3):
+        x @ x
+    torch.cuda.synchronize(device)
+    n = max(1, int(1.0 / ((time.perf_counter() - t0) / 3)))
+    try:
+        meter.begin_window("sync")
+        for _ in range(n):
+            x @ x
+        m = meter.end_window("sync")
+    finally:
+        meter.close()
+    assert m.time_s > 0.8, "the window closed before the queued kernels finished"
+    assert m.components[0].name == f"gpu:{index}"

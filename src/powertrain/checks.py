@@ -111,6 +111,8 @@ FIELD_CHECKS: dict[str, Check] = {
     "hardware.lifetime_years": optional(positive),
     "hardware.utilization": optional(fraction_open_closed),
     "hardware.cpu_threads": optional(at_least(1)),
+    "hardware.gpu_power_limit_w": optional(positive),
+    "hardware.gpu_locked_clocks_mhz": lambda v: _gpu_clocks(v),
     "energy.idle_baseline_s": non_negative,
     "energy.sample_hz": lambda v: None if 1 <= v <= 1000 else "a number in [1, 1000]",
     "energy.cpu_idle_share": fraction_closed,
@@ -151,3 +153,9 @@ def run_check(key: str, value: Any, check: Optional[Check]) -> None:
 def check_value(key: str, value: Any) -> None:
     """Raise ConfigError if ``value`` is not allowed for ``key`` by the range checks above."""
     run_check(key, value, FIELD_CHECKS.get(key))
+
+
+def _gpu_clocks(v: Any) -> Optional[str]:
+    from powertrain.energy.gpu_knobs import check_clocks  # one clock parser, beside the code that sets them
+
+    return check_clocks(v)

@@ -100,6 +100,10 @@ class HardwareConfig:
     # CPU threads for torch's intra-op pool. None = $SLURM_CPUS_PER_TASK inside a Slurm job (so array
     # tasks sharing a node do not oversubscribe it), else torch's default; $OMP_NUM_THREADS always wins.
     cpu_threads: Optional[int] = None
+    # GPU knobs (issue 15), set through NVML on the run's GPU before training and always restored:
+    # the board power limit in W, and locked graphics clocks in MHz (one value or [min, max])
+    gpu_power_limit_w: Optional[float] = None
+    gpu_locked_clocks_mhz: Any = None
 
 
 @dataclass

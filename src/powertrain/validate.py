@@ -171,6 +171,9 @@ def check_precision(precision: str, device_type: str) -> None:
 def _check_combinations(cfg: RunConfig) -> None:
     if cfg.hardware.device == "cpu":  # hardware.device=auto is checked once run() knows the device
         check_precision(cfg.precision, "cpu")
+        from powertrain.energy.gpu_knobs import check_gpu_run  # GPU knobs need a GPU run
+
+        check_gpu_run(cfg.hardware, "cpu")
     if cfg.optimizer.nesterov and (cfg.optimizer.name != "sgd" or cfg.optimizer.momentum <= 0):
         raise ConfigError("optimizer.nesterov", True, "only with optimizer=sgd and momentum > 0")
     if cfg.dataset.name not in EMBEDDED_DATASETS:

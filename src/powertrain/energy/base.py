@@ -76,6 +76,16 @@ class Source:
         """Labels to carry into the result (e.g. ``{"shared_device": True}``)."""
         return {}
 
+    def window(
+        self, energy_j: float, measured_j: float, time_s: float
+    ) -> tuple[float, float, dict[str, Any]]:
+        """Adjust one window's joules (and add labels) where the counter cannot resolve the window.
+
+        Returns ``(energy_j, measured_j, labels)``; by default the readings as they are. The NVML counter
+        uses it for windows shorter than a few of its steps.
+        """
+        return energy_j, measured_j, {}
+
     def stop(self) -> None:
         """Stop threads and release handles. Safe to call twice."""
 
@@ -258,9 +268,15 @@ class EnergyMeter:
             before the boundary are billed to the right window; None on a CPU.
     """
 
-    def __init__(self, sources: list[Source], sync: Optional[Callable[[], None]] = None):
+    def __init__(
+        self,
+        sources: list[Source],
+        sync: Optional[Callable[[], None]] = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
         self.sources = list(sources)
         self.sync = sync or _no_sync
+        self.clock = clock  # window durations; a fake clock in tests
         self._open: dict[str, tuple[float, list[float], list[float]]] = {}
         self._started = False
 
@@ -286,17 +302,18 @@ class EnergyMeter:
         self.start()
         self.sync()
         total, measured = self._read()
-        self._open[name] = (time.perf_counter(), total, measured)
+        self._open[name] = (self.clock(), total, measured)
 
     def end_window(self, name: str) -> Measurement:
         self.sync()
-        t1 = time.perf_counter()
+        t1 = self.clock()
         total, measured = self._read()
         t0, total0, measured0 = self._open.pop(name)
         comps = []
         for s, a, b, ma, mb in zip(self.sources, total0, total, measured0, measured, strict=True):
-            e, m = max(b - a, 0.0), max(mb - ma, 0.0)
+            e, m, labels = s.window(max(b - a, 0.0), max(mb - ma, 0.0), t1 - t0)
             extra = s.extra()
+            extra.update(labels)
             if s.reason:  # the result should say why a component is not measured, not only the log
                 extra.setdefault("reason", s.reason)
             comps.append(

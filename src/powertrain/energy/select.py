@@ -10,6 +10,7 @@ shared node; each source's ``billing`` line says which and why.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any, Optional
 
@@ -188,36 +189,81 @@ def _attribute_rapl(
     return out
 
 
+def device_sync(device: Any) -> Optional[Callable[[], None]]:
+    """The window-edge synchronisation for a ``torch.device`` (or "cuda:N"): None on a CPU.
+
+    Synchronises the run's own GPU: a bare ``torch.cuda.synchronize()`` waits on the current device
+    (cuda:0 unless set), so on cuda:1 a window would close before its kernels finish, and would open a
+    context on GPU 0 as well. Before CUDA is initialised no kernel can be queued, so it waits for nothing
+    (and does not start CUDA for a meter built ahead of the model).
+    """
+    if str(device).split(":")[0] != "cuda":
+        return None
+    import torch
+
+    target = torch.device(device)
+
+    def sync() -> None:
+        if torch.cuda.is_initialized():
+            torch.cuda.synchronize(target if target.index is not None else None)
+
+    return sync
+
+
+def _cuda_ordinal(device: Any) -> int:
+    """The CUDA ordinal of "cuda" / "cuda:N" / a torch.device: N, else the current device."""
+    _, _, index = str(device).partition(":")
+    if index.isdigit():
+        return int(index)
+    torch = sys.modules.get("torch")
+    try:  # only a torch that already initialised CUDA is asked: metering must not start CUDA
+        if torch is not None and torch.cuda.is_initialized():
+            return int(torch.cuda.current_device())
+    except Exception:
+        pass
+    return 0
+
+
 def build_meter(
     energy_cfg: Any,
-    device_type: str = "cpu",
+    device_type: Any = "cpu",
     cpu_tdp_w: Optional[float] = None,
     sync: Optional[Callable[[], None]] = None,
     gpu_tdp_w: Optional[float] = None,
     environ: Optional[Mapping[str, str]] = None,
     host: Optional[HostPaths] = None,
     affinity: Optional[set[int]] = None,
+    cuda_uuid: Optional[Callable[[int], Optional[str]]] = None,
 ) -> EnergyMeter:
     """Build the meter for this process (its sources start on the first window).
 
     Args:
         energy_cfg: an ``EnergyConfig``.
-        device_type: "cpu" or "cuda" (GPU sources, and the pynvml import, only for "cuda").
+        device_type: the run's device: "cpu", "cuda", "cuda:N" or a ``torch.device``. GPU sources (and
+            the pynvml import) only for CUDA, and only for the GPU the run uses: ``cuda:N``, or the
+            current device for a bare "cuda"; ``energy.gpu_indices`` overrides it.
         cpu_tdp_w: CPU TDP from the hardware profile (None = look up the CPU model).
-        sync: accelerator synchronisation for window boundaries.
-        gpu_tdp_w: GPU TDP from the hardware profile, for GPU estimates (None = NVML's power limit).
+        sync: accelerator synchronisation for window boundaries (default: the run's GPU, see
+            ``device_sync``; none on a CPU).
+        gpu_tdp_w: GPU TDP from the hardware profile, for GPU estimates where NVML has no power limit.
         environ: environment for visible-device and Slurm lookups (default ``os.environ``).
         host: where /proc and the cgroup tree are (default the real ones; fakes in tests).
         affinity: the CPUs this process may use (default ``os.sched_getaffinity``).
+        cuda_uuid: ordinal -> CUDA's UUID (default: torch's), to find the run's GPU in NVML.
     """
     environ = os.environ if environ is None else environ
     paths = host or HostPaths()
     force_estimate = energy_cfg.meter == "estimate"
     sources: list[Source] = []
-    if device_type == "cuda":
+    if str(device_type).split(":")[0] == "cuda":
         from powertrain.energy.nvml import build_gpu_sources  # keeps pynvml off the CPU-only path
 
-        sources += build_gpu_sources(energy_cfg, gpu_tdp_w, environ=environ, force_estimate=force_estimate)
+        sources += build_gpu_sources(
+            energy_cfg, gpu_tdp_w, environ=environ, force_estimate=force_estimate,
+            ordinals=[_cuda_ordinal(device_type)], cuda_uuid=cuda_uuid,
+        )  # fmt: skip
+        if sync is None:
+            sync = device_sync(device_type)
 
     cpu = detect_cpu_share(environ, paths, energy_cfg.cpu_share, energy_cfg.threads_total, affinity)
     cpu_factory, cpu_line, per_thread = cpu_estimate_factory(cpu, energy_cfg, cpu_tdp_w)

@@ -56,6 +56,7 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
                       sweep_id, cfg.target_accuracy)
     stop = StopRequest()
     meter = ledger = tracker = profile = None
+    knobs = None  # GPU power limit / clocks, restored however the run ends
     fit_result = None
     prior_wall_s = 0.0
     intensity = None
@@ -83,10 +84,15 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
         profile = select_profile(cfg.hardware, device)
         result["hardware"] = hw.describe(device, profile)
 
+        from powertrain.energy.gpu_knobs import apply_gpu_knobs
+
+        knobs = apply_gpu_knobs(cfg.hardware, device)  # checked and set before training; restored in finally
+        if knobs.record:
+            result["hardware"]["gpu_knobs"] = knobs.record
         on_gpu = device.type == "cuda"
-        meter = build_meter(cfg.energy, device.type, cpu_tdp_w=None if on_gpu else profile.tdp_w,
-                            gpu_tdp_w=profile.tdp_w if on_gpu else None,
-                            sync=torch.cuda.synchronize if on_gpu else None)
+        # the device itself: the meter bills and synchronises the run's own GPU, not every visible one
+        meter = build_meter(cfg.energy, device, cpu_tdp_w=None if on_gpu else profile.tdp_w,
+                            gpu_tdp_w=profile.tdp_w if on_gpu else None)
         if cfg.verbose:
             print(f"energy: {meter.describe()}", flush=True)
             for line in meter.billing_lines():  # what share of each component is billed, and why
@@ -178,6 +184,8 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
         log.error("run failed: %s", result["error"])
     finally:
         stop.uninstall()
+        if knobs is not None:
+            knobs.restore()  # before result.json, so it records whether the GPU's settings came back
         if meter is not None:
             for m in meter.end_open_windows():  # failed mid-window: keep the energy spent so far
                 if ledger is not None:
