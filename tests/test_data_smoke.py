@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from powertrain.config import ConfigError, DatasetConfig, ModelConfig
+from powertrain.config import DatasetConfig, ModelConfig
 from powertrain.data import dataset_preset, load_dataset
 from powertrain.data.synthetic import synthetic
+from powertrain.errors import ConfigError
 from powertrain.models import create_model
 from powertrain.overrides import check_overrides
 

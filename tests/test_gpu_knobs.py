@@ -13,8 +13,9 @@ from types import SimpleNamespace
 import pytest
 
 from fakes.nvml import FakeGpu, FakeNvml
-from powertrain.config import ConfigError, HardwareConfig
+from powertrain.config import HardwareConfig
 from powertrain.energy.gpu_knobs import apply_gpu_knobs
+from powertrain.errors import ConfigError
 
 UUID = "GPU-aaaaaaaa-1111-2222-3333-444444444444"
 REPO = Path(__file__).resolve().parents[1]
@@ -101,7 +102,7 @@ def test_gpu_that_cannot_lock_clocks_is_refused(node, tmp_path):
 
 
 def test_knobs_need_a_gpu_run(monkeypatch, compose, tmp_path):
-    from powertrain.config import validate
+    from powertrain.validate import validate
 
     with pytest.raises(ConfigError, match=r"hardware.gpu_power_limit_w=200.0 .*unless the run uses a GPU"):
         validate(compose("hardware.device=cpu", "hardware.gpu_power_limit_w=200"))

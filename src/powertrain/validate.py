@@ -33,8 +33,7 @@ def _region(v: Any) -> Optional[str]:
 @functools.lru_cache(maxsize=1)
 def name_checks() -> dict[str, Check]:
     """Checks of keys that name a plug-in: the allowed names are the registries' keys."""
-    from powertrain.data import DATASETS
-    from powertrain.data import sources as _sources  # noqa: F401  (registers the loaders)
+    from powertrain.data import registered_datasets
     from powertrain.models import MODELS
     from powertrain.models import cnn as _cnn  # noqa: F401  (register the families)
     from powertrain.models import dense as _dense  # noqa: F401
@@ -45,7 +44,7 @@ def name_checks() -> dict[str, Check]:
 
     checks: dict[str, Check] = {
         "model.family": one_of(MODELS),
-        "dataset.name": one_of(DATASETS),
+        "dataset.name": one_of(registered_datasets()),
         "optimizer.name": one_of(OPTIMIZERS),
         "optimizer.scheduler.name": one_of(SCHEDULERS),
         "paradigm.name": one_of(PARADIGMS),

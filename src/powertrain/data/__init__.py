@@ -44,11 +44,16 @@ DATASETS: Registry[Loader] = Registry()
 register_dataset = DATASETS.register
 
 
+def registered_datasets() -> Registry[Loader]:
+    """The dataset registry with every loader module imported (each registers itself on import)."""
+    from powertrain.data import sources, synthetic  # noqa: F401
+
+    return DATASETS
+
+
 def load_dataset(cfg: DatasetConfig) -> DataSplits:
     """Load, limit and normalise a dataset on the CPU."""
-    from powertrain.data import sources, synthetic  # noqa: F401  (register the loaders)
-
-    x_tr, y_tr, x_te, y_te, k = DATASETS[cfg.name](cfg)
+    x_tr, y_tr, x_te, y_te, k = registered_datasets()[cfg.name](cfg)
     if cfg.classes:
         x_tr, y_tr, x_te, y_te, k = _select_classes(cfg, x_tr, y_tr, x_te, y_te, k)
     if cfg.limit_train:
@@ -88,9 +93,7 @@ def dataset_preset(name: str, key: str = "paradigm.tasks") -> DatasetConfig:
         raise ConfigError(key, name, f"a preset with DatasetConfig keys only ({unknown[0]} is not one)")
     ds = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DatasetConfig), values))
     assert isinstance(ds, DatasetConfig)
-    from powertrain.data import sources  # noqa: F401  (registers the loaders)
-
-    run_check("dataset.name", ds.name, one_of(DATASETS))
+    run_check("dataset.name", ds.name, one_of(registered_datasets()))
     for dotted in FIELD_CHECKS:
         if dotted.startswith("dataset."):
             check_value(dotted, getattr(ds, dotted.split(".", 1)[1]))
