@@ -88,7 +88,8 @@ def test_grid_runs_as_one_array_with_local_layout(slurm_cluster: Any, tmp_path: 
     proc, sweep = _sweep(tmp_path, *GRID, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # one job dir per sweep point, numbered as a local sweep numbers them
-    jobs = sorted(d.name for d in sweep.iterdir() if d.is_dir() and not d.name.startswith("."))
+    # (job dirs hold .hydra/; the sweep's report writes figures/ beside them)
+    jobs = sorted(d.name for d in sweep.iterdir() if (d / ".hydra").is_dir())
     assert jobs == ["0", "1", "2", "3"]
     expected = [["optimizer=sgd", "batch_size=32"], ["optimizer=sgd", "batch_size=256"],
                 ["optimizer=adam", "batch_size=32"], ["optimizer=adam", "batch_size=256"]]
