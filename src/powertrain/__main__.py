@@ -101,8 +101,9 @@ def main() -> None:
     """Console entry point (``powertrain report DIR`` goes to the report command, never to Hydra)."""
     if sys.argv[1:2] == ["report"]:
         from powertrain.report.__main__ import main as report_main
+        from powertrain.studies import analyzer
 
-        sys.exit(report_main(sys.argv[2:]))
+        sys.exit(report_main(sys.argv[2:], analyzer=analyzer))
     from powertrain.overrides import check_overrides
     from powertrain.resume import resume_argv
     from powertrain.slurm_check import check_launcher_argv

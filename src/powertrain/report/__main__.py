@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from powertrain.report import OBJECTIVES, format_table, report
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, analyzer: Any = None) -> int:
     """Command-line entry; returns the exit code (2 for a bad argument)."""
     p = argparse.ArgumentParser(prog="powertrain report", description=__doc__.splitlines()[0])
     p.add_argument("sweep_dir", type=Path, help="a multirun sweep directory (multirun/<date>/<time>)")
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"powertrain report: error: the report needs pandas and matplotlib ({e}); "
               "pip install 'powertrain[report]'", file=sys.stderr)
         return 1
-    print(f"report: {report_dir(args.sweep_dir, title=args.title)}", flush=True)
+    print(f"report: {report_dir(args.sweep_dir, title=args.title, analyzer=analyzer)}", flush=True)
     return 0
 
 

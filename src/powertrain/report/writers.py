@@ -9,7 +9,7 @@ import io
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -70,8 +70,15 @@ def generic_sections(df: Any) -> list[Section]:
     return out
 
 
-def study_sections(root: Path, df: Any) -> list[Section]:
-    """Extra sections from the study driver named in ``root/study.json`` (none if there is no driver)."""
+Analyzer = Callable[[str], Callable[[Any, dict[str, Any]], list[Section]]]  # driver name -> its analyze()
+
+
+def study_sections(root: Path, df: Any, analyzer: Optional[Analyzer] = None) -> list[Section]:
+    """Extra sections from the study driver named in ``root/study.json`` (none without a driver).
+
+    ``analyzer`` looks a driver's ``analyze`` up; the caller passes it (the studies sit above the report,
+    so the report never imports them).
+    """
     path = Path(root) / STUDY_FILE
     if not path.is_file():
         return []
@@ -80,10 +87,10 @@ def study_sections(root: Path, df: Any) -> list[Section]:
     if not driver:
         return []
     try:
-        from powertrain.studies import STUDIES  # type: ignore[attr-defined]
-
-        analyze = STUDIES[driver].analyze
-    except (ImportError, KeyError, AttributeError):
+        analyze = analyzer(driver) if analyzer is not None else None
+    except (KeyError, AttributeError):
+        analyze = None
+    if analyze is None:
         print(f"powertrain report: no analysis for study driver {driver!r}; generic report only", file=sys.stderr)
         return []
     return list(analyze(df, study))
@@ -178,9 +185,9 @@ def write_report(root: Any, *, title: Optional[str] = None, sections: Sequence[S
     return html_path
 
 
-def report_dir(root: Any, title: Optional[str] = None) -> Path:
-    """Load ``root``, add the study driver's sections if it has one, and write the report."""
+def report_dir(root: Any, title: Optional[str] = None, analyzer: Optional[Analyzer] = None) -> Path:
+    """Load ``root``, add the study driver's sections if ``analyzer`` knows it, and write the report."""
     from powertrain.report.load import load_sweep
 
     df = load_sweep(root)
-    return write_report(root, title=title, sections=study_sections(Path(root), df), df=df)
+    return write_report(root, title=title, sections=study_sections(Path(root), df, analyzer), df=df)

@@ -136,16 +136,19 @@ def run_study(ctx: StudyContext) -> dict[str, Any]:
     return record
 
 
+def analyzer(driver: str) -> Any:
+    """A study driver's ``analyze`` (report sections), for the report writer."""
+    return STUDIES[driver].analyze
+
+
 def _report(out_dir: Path, driver: str, verbose: bool) -> None:
     """The study's report, if powertrain.report provides one; a failure here never loses study.json."""
     try:
-        import powertrain.report as report
+        from powertrain.report.writers import report_dir  # the driver's own sections first (analyze)
 
-        write_report = getattr(report, "write_report", None)
-        if write_report is not None:
-            path = write_report(out_dir, title=f"study {driver}")
-            if verbose:
-                print(f"report: {path}", flush=True)
+        path = report_dir(out_dir, title=f"study {driver}", analyzer=analyzer)
+        if verbose:
+            print(f"report: {path}", flush=True)
     except Exception as e:  # noqa: BLE001 (a report problem must not fail a finished study)
         print(f"powertrain: warning: study report not written: {type(e).__name__}: {e}".splitlines()[0],
               file=sys.stderr, flush=True)
