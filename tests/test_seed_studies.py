@@ -69,3 +69,27 @@ def test_paper_scale_takes_the_papers_grid_unless_given() -> None:
     assert grid(cfg, {"study.seeds"})[2] == [0, 1]
     cfg.study.scale = "smoke"
     assert grid(cfg) == ([0.1, 0.02, 0.005], [32, 128, 512], [0, 1])
+
+
+def test_layers_study_changes_are_computed_from_the_right_variants() -> None:
+    from powertrain.config import RunConfig
+    from powertrain.studies.yarally_layers import Config, headline_changes, variants
+
+    cfg = RunConfig(study=Config(driver="yarally_layers"))
+    names = [v[0] for v in variants(cfg)]
+    # one factor at a time from SimpleCNN's default (2 conv blocks, 3 linear layers, ReLU on)
+    assert names == ["default", "conv_1", "conv_3", "conv_4", "linear_4", "linear_5", "linear_6", "linear_7",
+                     "relu_off"]
+    energy = {"default": 100.0, "conv_1": 60.0, "conv_3": 140.0, "conv_4": 180.0, "linear_4": 101.0,
+              "linear_5": 102.0, "linear_6": 104.0, "linear_7": 110.0, "relu_off": 97.0}
+    rows = [{**model, "energy_j": energy[name]} for name, _, model in variants(cfg)]
+    ch = headline_changes(rows, {"conv_blocks": 2, "linear_layers": 3, "relu": True}, cfg.study)
+    assert ch["conv 1→4"] == pytest.approx(180 / 60 - 1)  # conv_1 against conv_4, not against the default
+    assert ch["linear 3→7"] == pytest.approx(110 / 100 - 1)  # linear 3 is the default itself
+    assert ch["ReLU on vs off"] == pytest.approx(100 / 97 - 1)
+
+
+def test_layers_study_refuses_a_model_without_layers_to_vary(tmp_path: Path, cli: Any) -> None:
+    proc = cli("experiment=yarally_layers", "model=dense_poly", f"hydra.run.dir={tmp_path / 's'}", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("powertrain: error: model='dense_poly'")

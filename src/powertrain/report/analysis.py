@@ -22,6 +22,8 @@ def label(row: Any, keys: list[str]) -> str:
     """A short label of a run: its part and its factor values (``lr=0.1 bs=32``), else its job."""
     bits = [f"{k.split('.')[-1]}={row[k]}" for k in keys if k in row.index and row[k] is not None]
     text = " ".join(bits)
+    if row["part"] and (not text or len(text) > 24):  # a study part is named for what it changes: shorter
+        return str(row["part"])
     if not text or len(text) > 40:  # many factors (runs of different presets): the job path says it shorter
         return str(row["job"])
     return f"{row['part']}: {text}" if row["part"] else text

@@ -113,7 +113,7 @@ def energy_heatmap(df: Any) -> Optional[Any]:
     """Median energy-to-target over two swept factors (others and seeds pooled); cells that never reached
     the target are hatched grey."""
     pair = heatmap_pair(df)
-    if pair is None:
+    if pair is None or df["target_accuracy"].isna().all():  # no target: nothing to reach, no map to draw
         return None
     import numpy as np
     from matplotlib.colors import LogNorm

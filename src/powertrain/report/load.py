@@ -183,7 +183,8 @@ def load_sweep(directory: Any) -> Any:
         cfg = r.pop("_config") or r.pop("_from_overrides", {})
         for k, col in swept.items():
             r[col] = cfg.get(k)
-    swept = list(swept.values())
+    # study.part names a study's part (the ``part`` column already says it): a label, not a factor
+    swept = [c for c in swept.values() if c != "study.part"]
     base = ["run_dir", "part", "job", "trial", "status", "error", *swept, "seed", *METRICS, "to_target_source",
             *ENERGY]
     comp = sorted({k for r in rows for k in r if k.startswith("energy.")})
