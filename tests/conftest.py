@@ -94,3 +94,16 @@ def slurm_cluster() -> subprocess.CompletedProcess:
     assert proc.returncode == 0, f"cluster.sh up failed:\n{proc.stdout}\n{proc.stderr}"
     # Left running for later Slurm tests; `up` on a running cluster is a no-op.
     return proc
+
+
+@pytest.fixture
+def nvml(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+    """``nvml([FakeGpu(...), ...])`` installs a fake pynvml with those GPUs and returns the FakeNvml."""
+    from fakes.nvml import FakeNvml
+
+    def install(gpus: Any, **kwargs: Any) -> Any:
+        fake = FakeNvml(gpus, **kwargs)
+        monkeypatch.setitem(sys.modules, "pynvml", fake.module)
+        return fake
+
+    return install

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from fakes.nvml import GPU_IS_LOST, FakeGpu, FakeNvml
+from fakes.nvml import GPU_IS_LOST, FakeGpu
 from powertrain.config import EnergyConfig
 from powertrain.energy.nvml import build_gpu_sources, visible_gpus
 
@@ -16,17 +16,6 @@ UUID_A = "GPU-aaaaaaaa-1111-2222-3333-444444444444"
 UUID_B = "GPU-bbbbbbbb-1111-2222-3333-444444444444"
 UUID_C = "GPU-cccccccc-1111-2222-3333-444444444444"
 
-
-@pytest.fixture
-def nvml(monkeypatch):
-    """Install a fake pynvml with the given GPUs; returns the FakeNvml."""
-
-    def install(gpus, **kwargs):
-        fake = FakeNvml(gpus, **kwargs)
-        monkeypatch.setitem(sys.modules, "pynvml", fake.module)
-        return fake
-
-    return install
 
 
 def _build(env=None, **cfg):

@@ -5,11 +5,9 @@ Deterministic: the fake GPUs and the meter share a FakeClock, so no test depends
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
-from fakes.nvml import HOPPER, NO_PERMISSION, FakeClock, FakeGpu, FakeNvml
+from fakes.nvml import HOPPER, NO_PERMISSION, FakeClock, FakeGpu
 from powertrain.config import EnergyConfig
 from powertrain.energy import Ledger
 from powertrain.energy.base import EnergyMeter
@@ -25,15 +23,6 @@ def _uuid(i: int) -> str:
 def clock():
     return FakeClock()
 
-
-@pytest.fixture
-def nvml(monkeypatch):
-    def install(gpus, **kwargs):
-        fake = FakeNvml(gpus, **kwargs)
-        monkeypatch.setitem(sys.modules, "pynvml", fake.module)
-        return fake
-
-    return install
 
 
 def _gpus(sources):
