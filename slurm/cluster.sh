@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# slurm/cluster.sh up|down|status|restart
+# slurm/cluster.sh up|down|clear|status|restart
 #
 # A REAL single-node Slurm cluster on localhost, built from Debian's packages,
 # so that Hydra multiruns through hydra-submitit-launcher can be tested end to end
@@ -11,6 +11,9 @@
 #           Idempotent: a second `up` on a healthy cluster returns in well under a second.
 #   down    cancel jobs, stop the daemons (by their pid files), wipe Slurm state.
 #           Idempotent: `down` on a stopped cluster is a no-op.
+#   clear   cancel every job on the cluster and wait (bounded) until none is running, so the node's CPUs
+#           are free: the test session does this first, as jobs left by an earlier, interrupted session
+#           would otherwise hold both CPUs and leave the tests' jobs pending.
 #   status  print sinfo / squeue (exit 1 if the controller does not answer).
 #
 # Needs root (it writes /etc/slurm and starts daemons as root, SlurmUser=root).
@@ -307,21 +310,36 @@ cmd_up() {
     log "up: $(sinfo -h -o '%P %a %D %T %c' | tr '\n' ';')"
 }
 
+# Cancel every job in every partition; wait up to $1 s (KillWait is 10 s) until none runs or completes.
+cancel_all_jobs() {
+    local ids i
+    # By id (an array's own id cancels all its tasks): `scancel -p a,b` quietly matches nothing.
+    ids=$(squeue -h -o %F 2>/dev/null | sort -u || true)
+    [[ -n $ids ]] || return 0
+    # shellcheck disable=SC2086
+    scancel --quiet $ids 2>/dev/null || true
+    for i in $(seq $(($1 * 5))); do
+        [[ -z $(squeue -h -t PENDING,RUNNING,COMPLETING,SUSPENDED -o %i 2>/dev/null) ]] && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+cmd_clear() {
+    need_root
+    pid_alive "$CTLD_PID" || die "slurmctld is not running (run: $0 up)"
+    local left
+    left=$(squeue -h -o %i 2>/dev/null | wc -l)
+    ((left == 0)) && return 0
+    log "cancelling $left job(s) left on the cluster"
+    cancel_all_jobs 30 || die "jobs still on the cluster 30 s after scancel: $(squeue -h -o '%i %T' | tr '\n' ' ')"
+    wait_node_idle
+}
+
 cmd_down() {
     need_root
-    if pid_alive "$CTLD_PID"; then
-        # Cancel every job so no slurmstepd/job process outlives the cluster.
-        local parts
-        parts=$(sinfo -h -o '%R' 2>/dev/null | paste -sd, - || true)
-        if [[ -n $parts ]]; then
-            scancel --quiet -p "$parts" 2>/dev/null || true
-            local i
-            for i in $(seq 50); do
-                [[ -z $(squeue -h -t RUNNING,COMPLETING -o %i 2>/dev/null) ]] && break
-                sleep 0.2
-            done
-        fi
-    fi
+    # Cancel every job so no slurmstepd/job process outlives the cluster.
+    pid_alive "$CTLD_PID" && { cancel_all_jobs 10 || true; }
     stop_pidfile "$SLURMD_PID" slurmd
     stop_pidfile "$CTLD_PID" slurmctld
     stop_pidfile "$MUNGE_PID" munged
@@ -345,9 +363,10 @@ case "${1:-}" in
 up) cmd_up ;;
 down) cmd_down ;;
 restart) cmd_down && cmd_up ;;
+clear) cmd_clear ;;
 status) cmd_status ;;
 *)
-    echo "usage: $0 up|down|status|restart" >&2
+    echo "usage: $0 up|down|clear|status|restart" >&2
     exit 2
     ;;
 esac

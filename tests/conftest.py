@@ -92,6 +92,10 @@ def slurm_cluster() -> subprocess.CompletedProcess:
         pytest.skip("Slurm is not installed and apt-get is unavailable to install it")
     proc = subprocess.run(["bash", str(_CLUSTER_SH), "up"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"cluster.sh up failed:\n{proc.stdout}\n{proc.stderr}"
+    # Jobs an earlier, interrupted session left behind would hold the node's 2 CPUs and keep this session's
+    # jobs pending until their time limit: the tests start from an empty queue.
+    clear = subprocess.run(["bash", str(_CLUSTER_SH), "clear"], capture_output=True, text=True, timeout=120)
+    assert clear.returncode == 0, f"cluster.sh clear failed:\n{clear.stdout}\n{clear.stderr}"
     # Left running for later Slurm tests; `up` on a running cluster is a no-op.
     return proc
 
