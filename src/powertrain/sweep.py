@@ -34,6 +34,7 @@ class OptunaSweeperConf:
     n_trials: int = 20
     n_jobs: int = 1  # trials launched together per batch (a Slurm array per batch under the Slurm launcher)
     seed: Optional[int] = None
+    n_startup_trials: Optional[int] = None  # tpe/gp: random trials before the model is used (None: Optuna's 10)
     objective: Any = "accuracy"  # a name of powertrain.report.OBJECTIVES, or a list of them
     direction: Any = None  # None = each objective's natural direction; or maximize|minimize (list)
     storage: Optional[str] = None  # sqlite file path or SQLAlchemy URL; None = in memory (not resumable)
@@ -214,9 +215,14 @@ def trial_overrides(fixed: list[str], params: dict[str, Any]) -> list[str]:
     return out
 
 
-def build_sampler(name: str, seed: Optional[int], space: dict[str, Param], n_objectives: int) -> Any:
+def build_sampler(name: str, seed: Optional[int], space: dict[str, Param], n_objectives: int,
+                  n_startup_trials: Optional[int] = None) -> Any:
     """An Optuna sampler by name; grid needs explicit values for every searched key."""
     import optuna
+
+    # a short search (a smoke study's 10 rounds) needs fewer random start-up trials than Optuna's 10, or
+    # TPE and GP never get to model anything and repeat what random search does with the same seed
+    startup = {} if n_startup_trials is None else {"n_startup_trials": n_startup_trials}
 
     if name == "grid":
         continuous = [k for k, p in space.items() if p.grid_values is None]
@@ -227,9 +233,9 @@ def build_sampler(name: str, seed: Optional[int], space: dict[str, Param], n_obj
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed, **startup)
     if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
+        return optuna.samplers.GPSampler(seed=seed, **startup)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     raise ConfigError("hydra.sweeper.sampler", name, "one of " + ", ".join(SAMPLERS))

@@ -48,9 +48,10 @@ class PowertrainOptunaSweeper(Sweeper):
         from powertrain.sweep import build_sampler, build_space, grid_size, storage_url, trial_overrides
 
         assert self.config is not None and self.launcher is not None
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweeper logs the study line itself
         fixed, space = build_space(self.params, arguments)
         c = self.conf
-        sampler = build_sampler(c["sampler"], c.get("seed"), space, len(self.objectives))
+        sampler = build_sampler(c["sampler"], c.get("seed"), space, len(self.objectives), c.get("n_startup_trials"))
         n_trials = c["n_trials"]
         if c["sampler"] == "grid":
             n_trials = min(n_trials, grid_size(space))  # past its size the grid sampler only repeats

@@ -48,6 +48,11 @@ def cells(df: Any) -> Any:
     keys = ["part", *factors(df)]
     out = []
     df = _with_result(df)  # a pending or missing run has no config, so no cell: it is listed under Runs
+    # a sequence-valued factor (e.g. dataset.classes) as its override text: pandas cannot sort tuples
+    # mixed with missing values when it groups
+    df = df.assign(**{k: df[k].map(lambda v: "[" + ",".join(map(str, v)) + "]" if isinstance(v, (list, tuple))
+                                   else v)
+                      for k in keys if df[k].map(lambda v: isinstance(v, (list, tuple))).any()})
     for key, g in df.groupby(keys, dropna=False, sort=True):
         key = key if isinstance(key, tuple) else (key,)
         hit = g[g["energy_to_target_j"].notna()]

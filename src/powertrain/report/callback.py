@@ -20,8 +20,10 @@ log = logging.getLogger("powertrain")
 class SweepSummary(Callback):
     """Write sweep_summary.json/.csv and the report at the sweep root and print the table when a multirun ends."""
 
-    def __init__(self, print_table: bool = True) -> None:
+    def __init__(self, print_table: bool = True, write_report: bool = True) -> None:
         self.print_table = print_table
+        # a study's searches set it false: the study writes one report over all of them when it ends
+        self.write_report = write_report
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         from powertrain.report import format_table, report
@@ -36,6 +38,8 @@ class SweepSummary(Callback):
         if self.print_table:
             print(format_table(summary), flush=True)
             print(f"summary: {sweep_dir / 'sweep_summary.json'}", flush=True)
+        if not self.write_report:
+            return
         try:
             from powertrain.report.writers import report_dir
 

@@ -42,15 +42,45 @@ def _plain_ticks(axis: Any) -> None:
     axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
 
 
+def hue_factor(df: Any) -> Optional[str]:
+    """A categorical factor worth colouring many runs by (e.g. the model of a study that compares models):
+    the first swept factor with 2-8 levels that are not numbers. None when there is none."""
+    for k in factors(df):
+        levels = df[k].dropna().unique()
+        if 2 <= len(levels) <= 8 and not all(_is_num(v) for v in levels):
+            return k
+    return None
+
+
+def _is_num(v: Any) -> bool:
+    try:
+        float(v)
+        return not isinstance(v, bool)
+    except (TypeError, ValueError):
+        return False
+
+
+def _hue_colours(plt: Any, d: Any, hue: str) -> dict[Any, Any]:
+    return {v: plt.get_cmap("tab10")(i) for i, v in enumerate(sorted(d[hue].dropna().unique(), key=str))}
+
+
 def accuracy_vs_energy(df: Any) -> Optional[Any]:
-    """Final accuracy against total energy for every run with both, coloured by status, Pareto front drawn."""
+    """Final accuracy against total energy for every run with both, coloured by status (or, for many runs
+    of several models, by the model with the status as the marker), Pareto front drawn."""
     d = df[df["final_accuracy"].notna() & df["total_j"].notna()]
     if d.empty:
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.6))
+    hue = hue_factor(d) if len(d) > 12 else None
+    colours = _hue_colours(plt, d, hue) if hue else {}
     for status, g in d.groupby("status"):
         colour, marker = STATUS_STYLE.get(status, ("#333333", "o"))
+        if hue:  # colour says the level, the marker the status
+            for level, h in g.groupby(hue):
+                ax.scatter(h["total_j"], h["final_accuracy"] * 100, color=colours[level], marker=marker, s=36,
+                           alpha=0.75, label=f"{level}: {status} ({len(h)})", edgecolors="white", linewidths=0.5)
+            continue
         ax.scatter(g["total_j"], g["final_accuracy"] * 100, c=colour, marker=marker, s=42, alpha=0.85,
                    label=f"{status} ({len(g)})", edgecolors="white", linewidths=0.5)
     front = d[pareto_mask(d)].sort_values("total_j")
@@ -80,14 +110,23 @@ def convergence(df: Any) -> Optional[Any]:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.6))
     keys = factors(df, include_seed=True)
-    cmap = plt.get_cmap("viridis" if len(d) > 10 else "tab10")
+    cmap = plt.get_cmap("tab10")
+    # many runs: one colour per level of a categorical factor (e.g. model) if there is one, else grey
+    hue = hue_factor(d) if len(d) > 12 else None
+    colours = _hue_colours(plt, d, hue) if hue else {}
     all_e = []
+    named: set[Any] = set()
     for i, (_, r) in enumerate(d.iterrows()):
         e = [h.get("energy_j") for h in r["history"]]
         a = [None if h.get("accuracy") is None else h["accuracy"] * 100 for h in r["history"]]
         all_e += [v for v in e if v]
-        colour = cmap(i / max(len(d) - 1, 1)) if len(d) > 10 else cmap(i % 10)
-        ax.plot(e, a, marker=".", lw=1.2, color=colour, label=label(r, keys) if len(d) <= 12 else None)
+        if len(d) <= 12:
+            ax.plot(e, a, marker=".", lw=1.2, color=cmap(i % 10), label=label(r, keys))
+            continue
+        level = r[hue] if hue else None
+        ax.plot(e, a, marker=".", ms=3, lw=0.8, alpha=0.5, color=colours.get(level, "#555555"),
+                label=f"{hue} = {level}" if hue and level not in named else None)
+        named.add(level)
     targets = sorted({t for t in df["target_accuracy"].dropna()})
     for t in targets:
         ax.axhline(t * 100, color="crimson", ls="--", lw=1, label=f"target {t * 100:g} %")
@@ -95,7 +134,8 @@ def convergence(df: Any) -> Optional[Any]:
     ax.set_xlabel("cumulative energy (J)")
     ax.set_ylabel("accuracy after each epoch (%)")
     ax.set_title(f"Convergence: accuracy against energy spent ({len(d)} runs)")
-    ax.legend(fontsize=7, loc="lower right", ncol=2 if len(d) > 6 else 1)
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(fontsize=7, loc="lower right", ncol=2 if 6 < len(d) <= 12 else 1)
     fig.tight_layout()
     return fig
 
@@ -162,9 +202,10 @@ def _sortable(v: Any) -> tuple[int, Any]:
 
 
 def search_progress(df: Any) -> Optional[Any]:
-    """Best-so-far accuracy against round and against cumulative energy, one line per search."""
+    """Best-so-far accuracy against round and against cumulative energy, one line per search (up to
+    8 searches; more would be unreadable: a study of many searches draws its own medians)."""
     curves = search_curves(df)
-    if not curves:
+    if not curves or len(curves) > 8:
         return None
     plt = _plt()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)

@@ -59,7 +59,9 @@ def generic_sections(df: Any) -> list[Section]:
         out.append(Section("Per-factor effects", "", [effects]))
     figs = figures.all_figures(df)
     pair = figures.heatmap_pair(df)
-    text = "" if pair is None else f"The heatmap shows the two factors with the most levels: {pair[0]} and {pair[1]}."
+    drawn = any(name == "energy_to_target_heatmap" for name, _ in figs)
+    text = "" if pair is None or not drawn else \
+        f"The heatmap shows the two factors with the most levels: {pair[0]} and {pair[1]}."
     if any(df["to_target_source"].astype(str).str.startswith("derived")):
         text += f" Some energy-to-target values are {FROM_HISTORY} (column to_target_source)."
     out.append(Section("Figures", text.strip(), [], figs))
@@ -175,6 +177,9 @@ def write_report(root: Any, *, title: Optional[str] = None, sections: Sequence[S
             md += [f"![{slug}](figures/{slug}.png)", ""]
             uploads.append((slug, fig_dir / f"{slug}.png"))
     h.append("</body></html>")
+    for old in [*fig_dir.glob("*.png"), *fig_dir.glob("*.svg")]:
+        if old.stem not in used:  # a figure an earlier report drew and this one does not (e.g. fewer runs)
+            old.unlink()
     html_path = root / "report.html"
     html_path.write_text("\n".join(h), encoding="utf-8")
     (root / "report.md").write_text("\n".join(md), encoding="utf-8")
