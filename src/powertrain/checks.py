@@ -119,6 +119,7 @@ FIELD_CHECKS: dict[str, Check] = {
     "energy.dram_w_per_gb": non_negative,
     "energy.cpu_share": optional(fraction_open_closed),
     "energy.threads_total": optional(at_least(1)),
+    "energy.layer_profile_steps": at_least(0),
     "energy.gpu_idle_share": fraction_closed,
     "carbon.intensity_g_per_kwh": optional(non_negative),
     "carbon.pue": lambda v: None if v >= 1 and math.isfinite(v) else "a number >= 1.0",

@@ -140,6 +140,8 @@ class EnergyConfig:
     powercap_root: str = "/sys/class/powercap"  # where RAPL counters live (a bind mount in containers)
     cpu_share: Optional[float] = None  # share of the CPU packages billed to this job (None = detected)
     threads_total: Optional[int] = None  # hardware threads of the host (None = detected; hidden in a VM)
+    # >0: after training, profile this many steps and split the train energy by layer type (an attribution)
+    layer_profile_steps: int = 0
 
 
 @dataclass

@@ -38,6 +38,10 @@ def fill_result(result: dict[str, Any], cfg: RunConfig, fit_result: Any, ledger:
     if ledger is not None and ledger.phases:
         e = result["energy"]
         e.update(ledger.result_section())
+        if e.get("layer_attribution"):
+            from powertrain.energy.layers import with_energy
+
+            with_energy(e["layer_attribution"], e.get("train_j"))
         if e["idle_baseline_w"] is not None:
             idle_j = e["idle_baseline_w"] * ((result["time"]["train_s"] or 0) + (result["time"]["eval_s"] or 0))
             e["above_idle_j"] = max(e["total_j"] - idle_j, 0.0)
@@ -77,6 +81,11 @@ def print_summary(result: dict[str, Any], run_dir: Path) -> None:
         setup = f"; setup {e['setup_j']:.1f} J not in total" if e.get("setup_j") else ""
         lines.append(f"energy: {e['total_j']:.1f} J = {e['total_j'] / 3600:.4f} Wh ({share_txt}; "
                      f"train {e['train_j']:.1f} J, eval {e['eval_j']:.1f} J{setup})")
+    layers = e.get("layer_attribution")
+    if layers and layers.get("energy_j"):
+        parts = sorted(layers["share"].items(), key=lambda kv: -kv[1])
+        lines.append("train energy by layer type (attribution by profiled time, not measured): " + ", ".join(
+            f"{k} {v * 100:.0f}%" for k, v in parts if v >= 0.005))
     if m["energy_to_target_j"] is not None:
         target = m["target_accuracy"] if m["target_accuracy"] is not None else "(every task's)"
         lines.append(f"energy to target {target}: {m['energy_to_target_j']:.1f} J")

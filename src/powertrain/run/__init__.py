@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 from powertrain.config import ConfigError, RunConfig
 from powertrain.result_fill import fill_result, print_summary
-from powertrain.results import CHECKPOINT_FILE, exit_code, skeleton, write_result
+from powertrain.results import CHECKPOINT_FILE, USABLE, exit_code, skeleton, write_result
 from powertrain.run.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from powertrain.run.signals import StopRequest
 from powertrain.validate import check_precision
@@ -166,6 +166,12 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
         if fit_result.status == "preempted" or cfg.save_checkpoint:
             checkpoint.save(model, optimizer, scheduler, fit_result.state, ledger,
                             attempts + [this_attempt], fit_result.status, result["config"])
+        if cfg.energy.layer_profile_steps and fit_result.status in USABLE and hasattr(setup.task, "batches"):
+            from powertrain.energy.layers import profile_layers
+
+            # after the checkpoint: the profiled steps change the model, and nothing reported depends on it
+            result["energy"]["layer_attribution"] = profile_layers(
+                model, setup.task, optimizer, cfg.energy.layer_profile_steps, on_gpu, autocast)
         if fit_result.status == "preempted" and stop.signum is not None:
             result["stop_reason"] = f"signal {signal.Signals(stop.signum).name}: checkpointed for resume"
         result["run"]["attempt_history"] = attempts + [this_attempt]

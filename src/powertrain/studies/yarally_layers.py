@@ -84,7 +84,8 @@ def run(ctx: StudyContext) -> dict[str, Any]:
     for name, overrides, model in variants(cfg):
         r = ctx.single(name, overrides)
         rows.append({"variant": name, **model, "status": r["status"], "energy_j": r["energy"]["total_j"],
-                     "train_s": (r.get("time") or {}).get("train_s"), "accuracy": r["metrics"]["final_accuracy"]})
+                     "train_s": (r.get("time") or {}).get("train_s"), "accuracy": r["metrics"]["final_accuracy"],
+                     "layers_j": ((r["energy"].get("layer_attribution") or {}).get("energy_j"))})
     base = rows[0]["energy_j"]
     for r in rows:
         r["energy_change"] = _change(base, r["energy_j"])
@@ -126,4 +127,50 @@ def analyze(df: Any, study: dict[str, Any]) -> list[Section]:
                   [[k, "n/a" if changes.get(k) is None else f"{changes[k] * 100:+.0f} %", v]
                    for k, v in PAPER.items()], "Energy change of the whole training.")
     text = "\n".join(summary.get("report", [])[:1]) or "The study has not finished."
-    return [Section("Layer types (Yarally et al. 2023, Table II)", text, [heads, per])]
+    out = [Section("Layer types (Yarally et al. 2023, Table II)", text, [heads, per])]
+    layers = _layer_energy(df)
+    order = [r["variant"] for r in rows]  # the study's order: default first, then one factor at a time
+    layers.sort(key=lambda v: order.index(v[0]) if v[0] in order else len(order))
+    if layers:
+        out.append(_layer_section(layers))
+    return out
+
+
+def _layer_energy(df: Any) -> list[tuple[str, dict[str, float]]]:
+    """(variant, train joules per layer type) of every run with a layer attribution, in run order."""
+    out = []
+    for _, r in df.iterrows():
+        res = r.get("result")
+        att = ((res or {}).get("energy") or {}).get("layer_attribution") if isinstance(res, dict) else None
+        if att and att.get("energy_j"):
+            out.append((str(r["part"]), att["energy_j"]))
+    return out
+
+
+def _layer_section(layers: list[tuple[str, dict[str, float]]]) -> Section:
+    """Why a variant costs what it does: its train energy split by layer type, as a table and a figure."""
+    from powertrain.energy.layers import ASSUMPTION, TYPES
+    from powertrain.report import Section, Table
+    from powertrain.report.figures import _plt
+
+    table = Table(["variant", *(f"{t} (J)" for t in TYPES), *(f"{t} (%)" for t in TYPES[:2])],
+                  [[v, *(e.get(t, 0.0) for t in TYPES),
+                    *(100 * e.get(t, 0.0) / (sum(e.values()) or 1) for t in TYPES[:2])] for v, e in layers],
+                  "Train energy per layer type, attributed by profiled operator time.")
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(layers) + 2.5), 4.6))
+    bottom = [0.0] * len(layers)
+    colours = plt.get_cmap("Set2")
+    for i, t in enumerate(TYPES):
+        vals = [e.get(t, 0.0) for _, e in layers]
+        ax.bar(range(len(layers)), vals, bottom=bottom, color=colours(i), edgecolor="#444444", lw=0.4,
+               hatch="///", label=t)
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    ax.set_xticks(range(len(layers)), [v for v, _ in layers], rotation=30, ha="right")
+    ax.set_ylabel("train energy (J), attributed")
+    ax.set_title("Where the training energy went, by layer type\n(hatched: attributed by profiled time, not measured)")
+    ax.legend(fontsize=8, title="layer type", title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    text = ("Each variant's train energy split by the share of operator time each layer type took over a few "
+            f"profiled steps after training: {ASSUMPTION}.")
+    return Section("Energy by layer type (attribution)", text, [table], [("layer_energy", fig)])
