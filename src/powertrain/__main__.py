@@ -57,6 +57,14 @@ def task(dcfg: Any) -> Any:
         # no result.json claiming success: the run is recorded as failed with the one-line reason
         write_failed(run_dir, overrides, str(e), config_dict)
         return _bad_input(e, multirun)
+    if cfg.predict:  # profile a few steps and predict; nothing trains to the end, no result.json
+        from powertrain.predict import predict_task
+
+        try:
+            return predict_task(cfg, run_dir, overrides, config_dict,
+                                Path(hc.sweep.dir).resolve() if multirun else None, str(run_dir.name))
+        except ConfigError as e:
+            return _bad_input(e, multirun)
     try:
         if cfg.study.driver is not None and cfg.study.part is None:
             # a study preset: its driver runs the parts (each a run of its own) into run_dir/<part>
@@ -123,6 +131,8 @@ def main() -> None:
     from powertrain.validate import register_configs
 
     register_configs()
+    if any(a.lstrip("+") in ("predict=true", "predict=True") for a in sys.argv[1:]):
+        sys.argv.append("hydra.output_subdir=null")  # a prediction leaves no job dirs behind to report on
     _compose_once(sys.argv[1:])
     hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)()
 

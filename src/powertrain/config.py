@@ -192,6 +192,7 @@ class RunConfig:
     eval_batch_size: int = 1024
     save_checkpoint: bool = True  # keep model weights in the run dir (for paradigm.from_run / resume)
     verbose: bool = True
+    predict: bool = False  # profile a few steps and predict the run's (or sweep's) energy; train nothing
 
 
 GROUPS: dict[str, type] = {

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 SCHEMA = "powertrain.result/1"
-STATUSES = ("completed", "target_reached", "diverged", "failed", "preempted", "budget_exhausted")
+STATUSES = ("completed", "target_reached", "diverged", "failed", "preempted", "budget_exhausted", "pruned")
 SUCCESS = ("completed", "target_reached")  # exit code 0
 USABLE = ("completed", "target_reached", "budget_exhausted")  # a finished run with metrics worth reading
 RESULT_FILE = "result.json"
@@ -110,5 +110,9 @@ def read_result(run_dir: Path) -> dict[str, Any]:
 
 
 def exit_code(status: str) -> int:
-    """0 for completed/target_reached; 1 for failed, diverged, budget_exhausted and preempted."""
+    """0 for completed/target_reached; 1 for failed, diverged, budget_exhausted, preempted and pruned.
+
+    A pruned trial is not a success of its own, but a sweep exits 0 whatever its jobs' statuses: pruning
+    is the search working as asked, and the pruned trial's energy is counted in the campaign.
+    """
     return 0 if status in SUCCESS else 1

@@ -41,6 +41,11 @@ class OptunaSweeperConf:
     study_name: str = "powertrain"
     load_if_exists: bool = True  # with storage: continue the study of that name
     params: dict[str, str] = field(default_factory=dict)  # key -> search space expression
+    # stop losing trials at an epoch's end (powertrain.prune); needs one objective. Without a storage the
+    # study lives in <sweep_dir>/optuna_study.db, so trials in other processes or Slurm tasks reach it
+    pruner: str = "none"  # none | median | successive_halving | hyperband
+    pruner_startup_trials: int = 3  # median: trials that finish before any is pruned
+    pruner_warmup_epochs: int = 1  # median: epochs before pruning; successive_halving/hyperband: min_resource
 
 
 CONF_KEYS = tuple(f.name for f in dataclasses.fields(OptunaSweeperConf) if f.name != "_target_")
@@ -87,11 +92,24 @@ def check_conf(conf: dict[str, Any]) -> None:
         close = difflib.get_close_matches(str(sampler), SAMPLERS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError("hydra.sweeper.sampler", sampler, "one of " + ", ".join(SAMPLERS) + hint)
-    for key in ("n_trials", "n_jobs"):
+    for key, low in (("n_trials", 1), ("n_jobs", 1), ("pruner_startup_trials", 0), ("pruner_warmup_epochs", 0)):
         v = conf.get(key, 1)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ConfigError(f"hydra.sweeper.{key}", v, "an integer >= 1")
-    objectives_and_directions(conf.get("objective", "accuracy"), conf.get("direction"))
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            raise ConfigError(f"hydra.sweeper.{key}", v, f"an integer >= {low}")
+    v = conf.get("n_startup_trials")
+    if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+        raise ConfigError("hydra.sweeper.n_startup_trials", v, "null or an integer >= 0")
+    objs, _ = objectives_and_directions(conf.get("objective", "accuracy"), conf.get("direction"))
+    from powertrain.prune import PRUNERS
+
+    pruner = conf.get("pruner", "none")
+    if pruner not in PRUNERS:
+        close = difflib.get_close_matches(str(pruner), PRUNERS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError("hydra.sweeper.pruner", pruner, "one of " + ", ".join(PRUNERS) + hint)
+    if pruner != "none" and len(objs) > 1:
+        raise ConfigError("hydra.sweeper.pruner", pruner, "none with several objectives (Optuna prunes "
+                          "single-objective studies only)")
 
 
 # ------------------------------------------------------------------------------------ search space
@@ -268,6 +286,10 @@ def check_argv(argv: list[str]) -> None:
     args = [a for a in argv if "=" in a and not a.startswith("-")]
     if "hydra/sweeper=optuna" not in args:
         return
+    predict = [a.partition("=")[2] for a in args if a.lstrip("+").startswith("predict=")]
+    if predict and predict[-1].lower() not in ("false", "0", "no", "off"):
+        raise ConfigError("predict", predict[-1], "false with hydra/sweeper=optuna (it picks each trial from "
+                          "the results before it; predict a grid of the same values with the basic sweeper)")
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()

@@ -29,6 +29,11 @@ class SweepSummary(Callback):
         from powertrain.report import format_table, report
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
+        if config.get("predict"):  # nothing ran: the jobs' predictions are the sweep's record
+            from powertrain.predict import finish_sweep
+
+            finish_sweep(sweep_dir, config.hydra.launcher, print_table=self.print_table)
+            return
         try:
             summary = report(sweep_dir, ended=True)
         except Exception as e:  # the jobs' result files are the record; a summary bug must not hide them

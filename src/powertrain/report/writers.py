@@ -193,6 +193,8 @@ def write_report(root: Any, *, title: Optional[str] = None, sections: Sequence[S
 def report_dir(root: Any, title: Optional[str] = None, analyzer: Optional[Analyzer] = None) -> Path:
     """Load ``root``, add the study driver's sections if ``analyzer`` knows it, and write the report."""
     from powertrain.report.load import load_sweep
+    from powertrain.report.predicted import predicted_sections
 
     df = load_sweep(root)
-    return write_report(root, title=title, sections=study_sections(Path(root), df, analyzer), df=df)
+    sections = [*study_sections(Path(root), df, analyzer), *predicted_sections(Path(root), df)]
+    return write_report(root, title=title, sections=sections, df=df)
