@@ -44,7 +44,7 @@ def task(dcfg: Any) -> Any:
     run_dir = Path(hc.runtime.output_dir)
     overrides = list(hc.overrides.task)
     multirun = hc.mode == RunMode.MULTIRUN
-    sweep_id = None
+    sweep_id = os.environ.get("POWERTRAIN_SWEEP_ID")  # a rank of a multirun job (distributed.launch_local)
     if multirun:
         sweep_id = os.path.relpath(hc.sweep.dir, "multirun") if not os.path.isabs(hc.sweep.dir) else hc.sweep.dir
     config_dict = OmegaConf.to_container(dcfg, resolve=True)
@@ -77,7 +77,13 @@ def task(dcfg: Any) -> Any:
             if not multirun and record["status"] != "completed":
                 sys.exit(1)
             return {"status": record["status"], "dir": str(run_dir)}
-        result = run(cfg, run_dir, overrides, sweep_id=sweep_id, config_dict=config_dict)
+        from powertrain.distributed import detect_world
+        from powertrain.distributed_local import launch_local
+
+        if cfg.distributed.nproc_per_node > 1 and detect_world() is None:  # this command starts the ranks
+            result = launch_local(cfg, run_dir, overrides, sweep_id)
+        else:
+            result = run(cfg, run_dir, overrides, sweep_id=sweep_id, config_dict=config_dict)
     except ConfigError as e:  # found while building (e.g. a dataset root without the files)
         return _bad_input(e, multirun)
     if not multirun:

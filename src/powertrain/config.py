@@ -172,6 +172,18 @@ class BudgetConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """One run across processes (PyTorch DDP). ``batch_size`` stays the global batch: each of the world's
+    ranks takes ``batch_size / world_size`` of every step (the result records ``batch_size_per_rank``)."""
+
+    # ranks this command starts on this machine (powertrain's local launcher); 1 = one process, unless
+    # torchrun or a multi-task Slurm step started the ranks (they set the world size themselves)
+    nproc_per_node: int = 1
+    backend: str = "auto"  # auto (nccl on GPU, gloo on CPU) | gloo | nccl
+    timeout_s: float = 300.0  # a collective waiting longer than this on a silent peer fails the run
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -183,7 +195,8 @@ class RunConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
-    batch_size: int = 64
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    batch_size: int = 64  # global: split across the ranks of a distributed run
     max_epochs: int = 40
     seed: int = 0
     target_accuracy: Optional[float] = None

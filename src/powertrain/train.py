@@ -48,6 +48,17 @@ class ClassificationTask:
         self.train = DeviceBatches(data.x_train, data.y_train, batch_size, seed)
         self.eval_batch_size = eval_batch_size
         self.autocast = autocast
+        self.seed = seed
+        self.eval_shard: tuple[int, int] = (0, 1)
+        self.eval_reduce: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+
+    def shard(self, rank: int, world_size: int, batch_size_per_rank: int,
+              reduce: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Train on this rank's slice of every global batch; evaluate its slice of the test split and
+        sum the counts over the ranks with ``reduce`` (an all_reduce), so every rank sees the same metrics."""
+        self.train = DeviceBatches(self.data.x_train, self.data.y_train, batch_size_per_rank, self.seed,
+                                   rank=rank, world_size=world_size)
+        self.eval_shard, self.eval_reduce = (rank, world_size), reduce
 
     def batches(self, epoch: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         return self.train.epoch(epoch)
@@ -59,7 +70,14 @@ class ClassificationTask:
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, Any]:
-        return evaluate_split(model, self.data.x_test, self.data.y_test, self.eval_batch_size, self.autocast)
+        # the DDP wrapper's forward may broadcast buffers (a collective): ranks evaluate different
+        # numbers of batches, so they run the module itself
+        model = getattr(model, "module", model) if type(model).__name__ == "DistributedDataParallel" else model
+        rank, world = self.eval_shard
+        x, y = self.data.x_test, self.data.y_test
+        if world > 1:
+            x, y = x[rank::world], y[rank::world]
+        return evaluate_split(model, x, y, self.eval_batch_size, self.autocast, reduce=self.eval_reduce)
 
     def reached(self, metrics: dict[str, Any], target: Optional[float]) -> bool:
         return target is not None and metrics["accuracy"] >= target
@@ -68,8 +86,12 @@ class ClassificationTask:
 @torch.no_grad()
 def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
                    autocast: Callable[[], Any] = contextlib.nullcontext,
-                   head: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> dict[str, float]:
-    """Accuracy and mean cross-entropy of ``model`` on (x, y), with one host sync at the end."""
+                   head: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+                   reduce: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> dict[str, float]:
+    """Accuracy and mean cross-entropy of ``model`` on (x, y), with one host sync at the end.
+
+    ``reduce`` sums (correct, loss, count) over the ranks of a distributed run (each holds a slice).
+    """
     was_training = model.training
     model.eval()
     correct = torch.zeros((), device=x.device, dtype=torch.long)
@@ -81,6 +103,12 @@ def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
         loss_sum += F.cross_entropy(out.float(), yb, reduction="sum")
         correct += (out.argmax(1) == yb).sum()
     model.train(was_training)
+    if reduce is not None:
+        sums = reduce(torch.stack([correct.double(), loss_sum.double(),
+                                   torch.tensor(float(x.shape[0]), device=x.device, dtype=torch.float64)]))
+        correct_n, loss_total, n_total = sums.tolist()
+        n = max(int(n_total), 1)
+        return {"accuracy": correct_n / n, "loss": loss_total / n}
     n = max(int(x.shape[0]), 1)
     return {"accuracy": correct.item() / n, "loss": loss_sum.item() / n}
 
@@ -101,7 +129,7 @@ class FitState:
 
 @dataclass
 class FitResult:
-    status: str  # completed | target_reached | diverged | budget_exhausted | preempted
+    status: str  # completed | target_reached | diverged | budget_exhausted | preempted | pruned
     state: FitState
     final_metrics: dict[str, Any]
     final_loss: Optional[float]
@@ -123,13 +151,18 @@ def fit(
     state: Optional[FitState] = None,
     scaler: Optional[Any] = None,
     stop_requested: Callable[[], bool] = lambda: False,
-    on_epoch: Callable[[dict[str, Any]], None] = lambda row: None,
+    on_epoch: Callable[[dict[str, Any]], Optional[str]] = lambda row: None,
     clock_offset_s: float = 0.0,
+    sync: Optional[Any] = None,
 ) -> FitResult:
     """Train until a stop condition; every joule goes into ``ledger`` under "train" or "eval".
 
     ``state`` continues a resumed run; ``clock_offset_s`` is the wall time of earlier attempts (for the
-    time budget and time-to-target).
+    time budget and time-to-target). ``on_epoch`` may return a reason to stop: the run ends ``pruned``
+    (an Optuna pruner decided it cannot win), after the target check, so a run that got there says so.
+    ``sync`` (``powertrain.distributed.EpochSync``) makes the ranks of a distributed run decide together
+    at each epoch's end: mean training loss, clock and stop request are agreed, so every rank leaves the
+    loop at the same epoch with the same status.
     """
     st = state or FitState()
     t_start = time.perf_counter() - clock_offset_s
@@ -154,13 +187,17 @@ def fit(
             # summed on the device: no host sync per step
             loss_sum += loss.detach().float()
             n_batches += 1
-            if stop_requested():
+            # one process stops at once; ranks agree at the epoch's end (a rank leaving mid-epoch would
+            # leave the others waiting in their next gradient all-reduce)
+            if sync is None and stop_requested():
                 preempted = True
                 break
         m_train = meter.end_window("train")  # syncs, so this is also where a queued step finishes
         ledger.add("train", m_train)
         st.steps += n_batches
         st.train_s += m_train.time_s
+        if sync is not None:
+            loss_sum = sync.mean(loss_sum)  # every rank took n_batches steps
         last_loss = loss_sum.item() / max(n_batches, 1)
         if preempted:
             return FitResult("preempted", st, metrics, last_loss, "stop requested (signal)")
@@ -178,6 +215,9 @@ def fit(
         st.best_accuracy = max(st.best_accuracy, metrics["accuracy"])
         energy_j = ledger.total_j()
         wall_s = time.perf_counter() - t_start
+        stop_now = stop_requested()
+        if sync is not None:  # the slowest rank's clock, and a signal to any rank stops all of them
+            wall_s, stop_now = sync.agree(wall_s, stop_now)
         # a task may add what only the loop knows, e.g. multitask: the energy when each task hit its target
         annotate = getattr(task, "annotate", None)
         if annotate is not None:
@@ -193,19 +233,24 @@ def fit(
         }
         st.history.append(row)
         ledger.epochs.append({k: row[k] for k in ("epoch", "energy_j", "wall_s", "components_j")})
-        on_epoch(row)
+        prune_reason = on_epoch(row)
+        if sync is not None:  # the pruner asks on one rank: every rank stops with it
+            _, prune = sync.agree(0.0, bool(prune_reason))
+            prune_reason = prune_reason or ("pruned (decided on rank 0)" if prune else None)
 
         if task.reached(metrics, target_accuracy):
             st.energy_to_target_j = energy_j
             st.time_to_target_s = wall_s
             return FitResult("target_reached", st, metrics, last_loss)
+        if prune_reason and st.epoch < max_epochs:
+            return FitResult("pruned", st, metrics, last_loss, prune_reason)
         if energy_budget_j is not None and energy_j >= energy_budget_j:
             return FitResult("budget_exhausted", st, metrics, last_loss,
                              f"energy budget {energy_budget_j:g} J spent ({energy_j:.1f} J)")
         if time_budget_s is not None and wall_s >= time_budget_s:
             return FitResult("budget_exhausted", st, metrics, last_loss,
                              f"time budget {time_budget_s:g} s spent ({wall_s:.1f} s)")
-        if stop_requested():
+        if stop_now:
             return FitResult("preempted", st, metrics, last_loss, "stop requested (signal)")
     return FitResult("completed", st, metrics, last_loss)
 

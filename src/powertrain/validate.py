@@ -173,6 +173,9 @@ def _check_combinations(cfg: RunConfig) -> None:
         from powertrain.energy.gpu_knobs import check_gpu_run  # GPU knobs need a GPU run
 
         check_gpu_run(cfg.hardware, "cpu")
+    from powertrain.distributed import check as check_distributed  # world size vs batch, paradigm, backend
+
+    check_distributed(cfg)
     if cfg.optimizer.nesterov and (cfg.optimizer.name != "sgd" or cfg.optimizer.momentum <= 0):
         raise ConfigError("optimizer.nesterov", True, "only with optimizer=sgd and momentum > 0")
     if cfg.dataset.name not in EMBEDDED_DATASETS:

@@ -122,20 +122,29 @@ class DeviceBatches:
     """Shuffled mini-batches sliced from tensors that already live on the training device.
 
     The permutation comes from a generator seeded with (seed, epoch), so the batch order of an epoch is
-    reproducible and a resumed run sees the same order as an uninterrupted one.
+    reproducible and a resumed run sees the same order as an uninterrupted one. In a distributed run
+    every rank draws the same permutation and takes every ``world_size``-th sample of it from its own
+    ``rank``: step i of the ranks together is exactly global batch i of one process with
+    ``batch_size × world_size`` (the last ``n mod world_size`` samples of each epoch's shuffle are left
+    out, so that every rank takes as many steps as the others).
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int, drop_last: bool = False):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int, drop_last: bool = False,
+                 rank: int = 0, world_size: int = 1):
         self.x, self.y, self.batch_size, self.seed, self.drop_last = x, y, batch_size, seed, drop_last
+        self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
-        n = self.x.shape[0]
+        n = self.x.shape[0] // self.world_size  # this rank's samples per epoch
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = self.x.shape[0]
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        perm = torch.randperm(n, generator=g).to(self.x.device, non_blocking=True)
+        perm = torch.randperm(n, generator=g)
+        if self.world_size > 1:
+            perm = perm[: n - n % self.world_size][self.rank :: self.world_size]
+        perm = perm.to(self.x.device, non_blocking=True)
         for i in range(len(self)):
             idx = perm[i * self.batch_size : (i + 1) * self.batch_size]
             yield self.x[idx], self.y[idx]

@@ -333,11 +333,9 @@ def job_cpu_time_fn(
                 lambda: parse_cpu_stat_usage_s(_read(stat_path) or "") or 0.0
             ), "the Slurm job cgroup's cpu.stat"
 
-    def process_s() -> float:
-        t = os.times()
-        return t.user + t.system
+    from powertrain.energy.estimate import _process_cpu_s  # with a distributed run's other local ranks
 
-    return process_s, "this process's CPU time"
+    return _process_cpu_s, "this process's CPU time"
 
 
 class BusySampler:

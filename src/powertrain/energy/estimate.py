@@ -87,6 +87,43 @@ def lookup_cpu_tdp(model: str) -> tuple[Optional[float], Optional[str]]:
     return best[2], best[1]
 
 
+# The other processes of this run on this node: a distributed run's local ranks (powertrain.distributed).
+# One rank per node meters the node's CPU and DRAM, so its estimates bill their CPU time and memory too.
+_PEER_PIDS: tuple[int, ...] = ()
+_PEER_CPU_S: dict[int, float] = {}  # last CPU time read per peer: a peer that exits keeps what it used
+
+
+def set_peer_processes(pids: list[int]) -> None:
+    """Bill the CPU time and resident memory of ``pids`` (this node's other ranks) with this process's."""
+    global _PEER_PIDS
+    _PEER_PIDS = tuple(p for p in pids if p != os.getpid())
+    _PEER_CPU_S.clear()
+
+
+def peer_cpu_s() -> float:
+    """CPU seconds used so far by the peer processes (utime + stime from /proc/<pid>/stat)."""
+    for pid in _PEER_PIDS:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rpartition(b")")[2].split()
+            _PEER_CPU_S[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            pass  # gone: its last reading stays, so the node's CPU time never runs backwards
+    return sum(_PEER_CPU_S.values())
+
+
+def peer_rss_bytes() -> int:
+    """Resident memory of the peer processes now (0 for one that is gone)."""
+    total = 0
+    for pid in _PEER_PIDS:
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as f:
+                total += _statm_rss_bytes(f.read())
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
 def _rss_bytes() -> int:
     try:
         with open("/proc/self/statm", "rb") as f:
@@ -118,12 +155,13 @@ class _RssReader:
             pass
 
     def __call__(self) -> int:
+        peers = peer_rss_bytes() if _PEER_PIDS else 0
         if self._fd is not None:
             try:
-                return _statm_rss_bytes(os.pread(self._fd, 128, 0))
+                return _statm_rss_bytes(os.pread(self._fd, 128, 0)) + peers
             except (OSError, ValueError, IndexError):
                 self.close()
-        return _rss_bytes()
+        return _rss_bytes() + peers
 
     def close(self) -> None:
         if self._fd is not None:
@@ -172,7 +210,8 @@ class _IntegratingEstimate(Source):
 
 def _process_cpu_s() -> float:
     t = os.times()
-    return t.user + t.system  # this process; child processes are not ours to bill
+    # this process (child processes are not ours to bill) and this node's other ranks of the run
+    return t.user + t.system + (peer_cpu_s() if _PEER_PIDS else 0.0)
 
 
 class CpuEstimate(_IntegratingEstimate):

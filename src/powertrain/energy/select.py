@@ -234,6 +234,7 @@ def build_meter(
     host: Optional[HostPaths] = None,
     affinity: Optional[set[int]] = None,
     cuda_uuid: Optional[Callable[[int], Optional[str]]] = None,
+    cpu: bool = True,
 ) -> EnergyMeter:
     """Build the meter for this process (its sources start on the first window).
 
@@ -250,6 +251,8 @@ def build_meter(
         host: where /proc and the cgroup tree are (default the real ones; fakes in tests).
         affinity: the CPUs this process may use (default ``os.sched_getaffinity``).
         cuda_uuid: ordinal -> CUDA's UUID (default: torch's), to find the run's GPU in NVML.
+        cpu: meter this node's CPU packages and DRAM; False in a distributed run's ranks that do not own
+            them (one rank per node does, ``powertrain.distributed``).
     """
     environ = os.environ if environ is None else environ
     paths = host or HostPaths()
@@ -264,9 +267,11 @@ def build_meter(
         )  # fmt: skip
         if sync is None:
             sync = device_sync(device_type)
+    if not cpu:
+        return EnergyMeter(sources, sync=sync)
 
-    cpu = detect_cpu_share(environ, paths, energy_cfg.cpu_share, energy_cfg.threads_total, affinity)
-    cpu_factory, cpu_line, per_thread = cpu_estimate_factory(cpu, energy_cfg, cpu_tdp_w)
+    share = detect_cpu_share(environ, paths, energy_cfg.cpu_share, energy_cfg.threads_total, affinity)
+    cpu_factory, cpu_line, per_thread = cpu_estimate_factory(share, energy_cfg, cpu_tdp_w)
     dram_note = (
         "the per-thread CPU coefficients are shares of whole-server power and already hold some memory "
         "power: this DRAM estimate overlaps them"
@@ -291,19 +296,19 @@ def build_meter(
         rapl, why_not = [], "estimate requested (energy.meter=estimate)"
     else:
         root = getattr(energy_cfg, "powercap_root", None) or DEFAULT_POWERCAP_ROOT
-        n_packages = cpu.info.packages
+        n_packages = share.info.packages
 
         def rapl_cpu_fallback(name: str) -> Source:  # one package's part of the job's estimate
             return cpu_estimate(name, split=n_packages)
 
-        tdp_w, _ = cpu_tdp(cpu_tdp_w, model=cpu.info.model_name)
+        tdp_w, _ = cpu_tdp(cpu_tdp_w, model=share.info.model_name)
         rapl, problem = build_rapl_sources(root, rapl_cpu_fallback, dram_estimate, cpu_tdp_w=tdp_w)
         why_not = None if problem is None else f"RAPL unreadable: {problem}"
     if why_not is not None:
-        name = "cpu:package-0" if cpu.info.packages == 1 or per_thread else "cpu:packages"
+        name = "cpu:package-0" if share.info.packages == 1 or per_thread else "cpu:packages"
         sources += [cpu_estimate(name, reason=why_not), dram_estimate(reason=why_not)]
     else:
-        sources += _attribute_rapl(rapl, cpu, energy_cfg, environ, paths)
+        sources += _attribute_rapl(rapl, share, energy_cfg, environ, paths)
         if not any(s.kind == "dram" for s in rapl):
             reason = "RAPL has no dram domain on this CPU (common on client and AMD CPUs)"
             sources.append(dram_estimate(reason=reason))

@@ -11,7 +11,7 @@ import logging
 import signal
 import time
 import traceback
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -52,6 +52,12 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    from powertrain import distributed
+
+    world = distributed.detect_world()  # None: one process
+    if world is not None and not world.is_main:  # rank 0 speaks, tracks and writes for the run
+        cfg = replace(cfg, verbose=False, save_checkpoint=False, tracking=replace(cfg.tracking, name="none"))
+    dist: Optional[distributed.DistributedRun] = None
     result = skeleton(run_dir, overrides or [], config_dict if config_dict is not None else asdict(cfg),
                       sweep_id, cfg.target_accuracy)
     stop = StopRequest()
@@ -79,6 +85,9 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
         from powertrain.train import FitState, fit
 
         device = hw.resolve_device(cfg.hardware.device)
+        if world is not None:  # join the other ranks (and take this local rank's GPU) before any work
+            dist = distributed.DistributedRun(world, cfg, device, run_dir)
+            device, run_dir = dist.device, dist.run_dir
         check_precision(cfg.precision, device.type)  # e.g. hardware=auto that landed on the CPU
         hw.set_cpu_threads(cfg.hardware.cpu_threads)
         profile = select_profile(cfg.hardware, device)
@@ -91,8 +100,8 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
             result["hardware"]["gpu_knobs"] = knobs.record
         on_gpu = device.type == "cuda"
         # the device itself: the meter bills and synchronises the run's own GPU, not every visible one
-        meter = build_meter(cfg.energy, device, cpu_tdp_w=None if on_gpu else profile.tdp_w,
-                            gpu_tdp_w=profile.tdp_w if on_gpu else None)
+        tdp = {"cpu_tdp_w": None if on_gpu else profile.tdp_w, "gpu_tdp_w": profile.tdp_w if on_gpu else None}
+        meter = build_meter(cfg.energy, device, **tdp) if dist is None else dist.build_meter(cfg.energy, device, **tdp)
         if cfg.verbose:
             print(f"energy: {meter.describe()}", flush=True)
             for line in meter.billing_lines():  # what share of each component is billed, and why
@@ -113,6 +122,9 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
         scheduler = build_scheduler(cfg.optimizer, optimizer, cfg.max_epochs)
         scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
         train_model = torch.compile(model) if cfg.compile else model
+        if dist is not None:  # each rank its slice of every global batch; gradients averaged by DDP
+            dist.shard(setup.task)
+            train_model = dist.wrap(train_model)
         m_setup = meter.end_window("setup")
 
         state, attempts = FitState(), []
@@ -138,11 +150,16 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
             ledger.add("idle", idle)
             result["energy"]["idle_baseline_w"] = mean_power_w(idle)
 
+        from powertrain.prune import TrialReporter
+
+        # set by the optuna sweeper when it prunes; None otherwise. One rank talks to the study; fit makes
+        # its decision every rank's (a rank leaving alone would hang the others' next all-reduce)
+        pruning = TrialReporter.from_env() if dist is None or dist.world.rank == 0 else None
         tracker = build_tracker(cfg.tracking)
         tracker.start({"id": result["run"]["id"], "dir": str(run_dir), "sweep_id": sweep_id,
                        "name": result["run"]["id"]}, result["config"], list(overrides or []))
 
-        def on_epoch(row: dict[str, Any]) -> None:
+        def on_epoch(row: dict[str, Any]) -> Optional[str]:
             if intensity is not None:
                 row["carbon_g"] = carbon.operational_g(cfg.carbon, intensity, row["energy_j"])
             tracker.log_epoch(row)
@@ -150,20 +167,21 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
                 print(f"epoch {row['epoch']:>3}/{cfg.max_epochs}  loss {row['train_loss']:.4f}  "
                       f"acc {row['accuracy'] * 100:6.2f}%  energy {row['energy_j']:9.1f} J  "
                       f"time {row['wall_s']:7.2f} s", flush=True)
+            return None if pruning is None else pruning.report(row["epoch"], row["accuracy"])
 
         stop.install()
         fit_result = fit(
             train_model, setup.task, optimizer, meter, ledger, max_epochs=cfg.max_epochs, scheduler=scheduler,
             target_accuracy=cfg.target_accuracy, energy_budget_j=cfg.budget.energy_j,
             time_budget_s=cfg.budget.time_s, state=state, scaler=scaler, stop_requested=stop,
-            on_epoch=on_epoch, clock_offset_s=prior_wall_s,
+            on_epoch=on_epoch, clock_offset_s=prior_wall_s, sync=None if dist is None else dist.sync,
         )
         result["status"] = fit_result.status
         if fit_result.reason and fit_result.status != "completed":
             result["stop_reason"] = fit_result.reason
         this_attempt = {"started_at": result["run"]["started_at"], "wall_s": time.perf_counter() - t0,
                         "status": fit_result.status}
-        if fit_result.status == "preempted" or cfg.save_checkpoint:
+        if (fit_result.status == "preempted" or cfg.save_checkpoint) and (dist is None or dist.is_main):
             checkpoint.save(model, optimizer, scheduler, fit_result.state, ledger,
                             attempts + [this_attempt], fit_result.status, result["config"])
         if cfg.energy.layer_profile_steps and fit_result.status in USABLE and hasattr(setup.task, "batches"):
@@ -199,8 +217,14 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
             meter.close()
         wall_s = time.perf_counter() - t0 + prior_wall_s
         fill_result(result, cfg, fit_result, ledger, wall_s, intensity, profile)
-        if not keep_previous_result:
+        if dist is not None:
+            dist.annotate(result)
+        else:  # one process, or a rank that never joined its world
+            result["world_size"], result["nodes"] = (1, 1) if world is None else (world.world_size, None)
+        if not keep_previous_result and (world is None or world.is_main):
             write_result(run_dir, result)
+        if dist is not None:
+            dist.finish(result, run_dir)
         if tracker is not None:
             tracker.finish(result)
         if cfg.verbose and not keep_previous_result:
