@@ -74,6 +74,7 @@ def profile(cfg: RunConfig) -> dict[str, Any]:
     from powertrain.paradigms import build_setup
     from powertrain.profiles import select_profile
     from powertrain.run import _autocast_factory, _seed_everything
+    from powertrain.train import train_step
     from powertrain.validate import check_precision
 
     t_start = time.perf_counter()
@@ -99,15 +100,7 @@ def profile(cfg: RunConfig) -> dict[str, Any]:
         model.train()
 
         def step() -> None:
-            optimizer.zero_grad(set_to_none=True)
-            loss = task.loss(model, next(batches))
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
+            train_step(task, model, optimizer, next(batches), scaler)
 
         meter.begin_window("warm")
         for _ in range(WARM_STEPS):

@@ -113,6 +113,21 @@ def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
     return {"accuracy": correct.item() / n, "loss": loss_sum.item() / n}
 
 
+def train_step(task: Task, model: nn.Module, optimizer: torch.optim.Optimizer, batch: Any,
+               scaler: Optional[Any] = None) -> torch.Tensor:
+    """One optimizer step on ``batch`` (with the fp16 grad scaler when given); returns the loss, not synced."""
+    optimizer.zero_grad(set_to_none=True)
+    loss = task.loss(model, batch)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return loss
+
+
 @dataclass
 class FitState:
     """Everything that survives a preemption besides model/optimizer weights."""
@@ -175,15 +190,7 @@ def fit(
         loss_sum = torch.zeros((), device=_device_of(model))
         n_batches, preempted = 0, False
         for batch in task.batches(epoch):
-            optimizer.zero_grad(set_to_none=True)
-            loss = task.loss(model, batch)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
+            loss = train_step(task, model, optimizer, batch, scaler)
             # summed on the device: no host sync per step
             loss_sum += loss.detach().float()
             n_batches += 1
