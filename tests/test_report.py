@@ -278,6 +278,22 @@ def test_search_figure_for_optuna_trials(tmp_path: Path) -> None:
     assert "| 4 | 4 completed |" in (s / "report.md").read_text()
 
 
+def test_heatmap_tells_unreached_cells_from_cells_without_a_target_or_a_run(tmp_path: Path) -> None:
+    """A study's pretraining run has no target: its cell says so instead of 'not reached'."""
+    from powertrain.report.figures import energy_heatmap
+
+    s = tmp_path / "sweep"
+    cells = [(0.1, 32, 0.5, 5.0), (0.01, 32, 0.5, None), (0.1, 64, None, None)]  # (0.01, 64) never ran
+    for i, (lr, bs, target, e_target) in enumerate(cells):
+        res = _hand_result("completed", lr, 10.0, 0.4, e_target=e_target, target=target)
+        res["config"]["batch_size"] = bs
+        res["run"]["overrides"] = [f"optimizer.lr={lr}", f"batch_size={bs}"]
+        _job(s / str(i), res, res["run"]["overrides"])
+    fig = energy_heatmap(report.load_sweep(s))
+    texts = {t.get_text() for t in fig.axes[0].texts}
+    assert texts == {"5 J", "not\nreached", "no target", "no run"}
+
+
 def test_report_package_import_stays_light() -> None:
     code = ("import sys, powertrain, powertrain.report\nfrom powertrain.report import Section, Table\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pandas', 'matplotlib')))")

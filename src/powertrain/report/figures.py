@@ -162,9 +162,11 @@ def energy_heatmap(df: Any) -> Optional[Any]:
     y, x = pair
     xs, ys = sorted(df[x].dropna().unique(), key=_sortable), sorted(df[y].dropna().unique(), key=_sortable)
     grid = np.full((len(ys), len(xs)), np.nan)
-    ran = np.zeros((len(ys), len(xs)), dtype=bool)  # a cell nobody ran is "no run", not "not reached"
+    # a cell nobody ran is "no run", and one whose runs had no target (a study's pretraining) "no target":
+    # neither is "not reached"
+    blank = np.full((len(ys), len(xs)), "no run", dtype=object)
     for (yv, xv), g in df.groupby([y, x]):
-        ran[ys.index(yv), xs.index(xv)] = True
+        blank[ys.index(yv), xs.index(xv)] = None if g["target_accuracy"].notna().any() else "no target"
         hit = g["energy_to_target_j"].dropna()
         if len(hit):
             grid[ys.index(yv), xs.index(xv)] = hit.median()
@@ -178,9 +180,9 @@ def energy_heatmap(df: Any) -> Optional[Any]:
     for i in range(len(ys)):
         for j in range(len(xs)):
             v = grid[i, j]
-            if not ran[i, j]:
+            if blank[i, j] is not None:
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="white", lw=0, zorder=2))
-                ax.text(j, i, "no run", ha="center", va="center", fontsize=8, color="#777777", zorder=3)
+                ax.text(j, i, blank[i, j], ha="center", va="center", fontsize=8, color="#777777", zorder=3)
                 continue
             ax.text(j, i, "not\nreached" if np.isnan(v) else f"{v:.0f} J" if v >= 100 else f"{v:.3g} J", ha="center", va="center", fontsize=8,
                     color="black" if np.isnan(v) or (norm or plt.Normalize(vals.min(), vals.max()))(v) < 0.6
