@@ -294,6 +294,22 @@ def test_heatmap_tells_unreached_cells_from_cells_without_a_target_or_a_run(tmp_
     assert texts == {"5 J", "not\nreached", "no target", "no run"}
 
 
+def test_runs_of_a_study_with_one_part_are_labelled_by_their_factors(tmp_path: Path) -> None:
+    """geissler_lr_batch's runs all sit in its part 'grid': the bars are named by lr, batch and seed."""
+    from powertrain.report.figures import energy_components
+
+    root = tmp_path / "study"
+    for i, (lr, bs, seed) in enumerate([(0.1, 32, 0), (0.01, 64, 1)]):
+        res = _hand_result("completed", lr, 10.0, 0.4)
+        res["config"].update(batch_size=bs, seed=seed)
+        res["run"]["overrides"] = [f"optimizer.lr={lr}", f"batch_size={bs}", f"seed={seed}"]
+        _job(root / "grid" / str(i), res, res["run"]["overrides"])
+    df = report.load_sweep(root)
+    assert set(df["part"]) == {"grid"}
+    ticks = [t.get_text() for t in energy_components(df).axes[0].get_xticklabels()]
+    assert len(ticks) == 2 and all("lr=" in t and "batch_size=" in t and "seed=" in t for t in ticks), ticks
+
+
 def test_report_package_import_stays_light() -> None:
     code = ("import sys, powertrain, powertrain.report\nfrom powertrain.report import Section, Table\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pandas', 'matplotlib')))")

@@ -18,15 +18,23 @@ def _parts(df: Any) -> list[tuple[str, Any]]:
     return [(str(p), df[df["part"] == p]) for p in dict.fromkeys(df["part"])]
 
 
-def label(row: Any, keys: list[str]) -> str:
-    """A short label of a run: its part and its factor values (``lr=0.1 bs=32``), else its job."""
+def label(row: Any, keys: list[str], by_part: bool = True) -> str:
+    """A short label of a run: its part and its factor values (``lr=0.1 bs=32``), else its job.
+    ``by_part=False`` where every run shares one part (a study's one grid): the part tells them nothing."""
     bits = [f"{k.split('.')[-1]}={row[k]}" for k in keys if k in row.index and row[k] is not None]
     text = " ".join(bits)
-    if row["part"] and (not text or len(text) > 24):  # a study part is named for what it changes: shorter
-        return str(row["part"])
+    part = row["part"] if by_part else None
+    if part and (not text or len(text) > 24):  # a study part is named for what it changes: shorter
+        return str(part)
     if not text or len(text) > 40:  # many factors (runs of different presets): the job path says it shorter
         return str(row["job"])
-    return f"{row['part']}: {text}" if row["part"] else text
+    return f"{part}: {text}" if part else text
+
+
+def run_labels(df: Any, keys: list[str]) -> list[str]:
+    """``label`` of each row of ``df``, naming parts only where the runs belong to several."""
+    by_part = df["part"].nunique(dropna=True) > 1
+    return [label(r, keys, by_part) for _, r in df.iterrows()]
 
 
 def pareto_mask(df: Any) -> Any:

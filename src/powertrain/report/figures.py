@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from powertrain.report.analysis import label, pareto_mask, search_curves
+from powertrain.report.analysis import pareto_mask, run_labels, search_curves
 from powertrain.report.load import factors
 
 STATUS_STYLE = {  # colour and marker per status, so a failed run is visible at a glance
@@ -90,14 +90,18 @@ def accuracy_vs_energy(df: Any) -> Optional[Any]:
                    edgecolors="black", lw=1.2, label=f"Pareto front, max accuracy / min energy ({len(front)})")
     if len(d) <= 12:  # few runs: name them, so the front can be read without the table
         keys = factors(df, include_seed=True)
-        for _, r in d.iterrows():
-            ax.annotate(label(r, keys), (r["total_j"], r["final_accuracy"] * 100), fontsize=7,
+        for (_, r), text in zip(d.iterrows(), run_labels(d, keys)):
+            ax.annotate(text, (r["total_j"], r["final_accuracy"] * 100), fontsize=7,
                         xytext=(6, 4), textcoords="offset points")
     _log_if_wide(ax, d["total_j"])
     ax.set_xlabel("total energy per run (J)")
     ax.set_ylabel("final accuracy (%)")
     ax.set_title("Accuracy against energy, every run")
-    ax.legend(fontsize=8, loc="best")
+    if len(d) > 12:  # a cloud of points: the legend beside the axes, where it hides none of them
+        fig.set_size_inches(9.5, 4.6)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    else:
+        ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
 
@@ -116,12 +120,13 @@ def convergence(df: Any) -> Optional[Any]:
     colours = _hue_colours(plt, d, hue) if hue else {}
     all_e = []
     named: set[Any] = set()
+    texts = run_labels(d, keys)
     for i, (_, r) in enumerate(d.iterrows()):
         e = [h.get("energy_j") for h in r["history"]]
         a = [None if h.get("accuracy") is None else h["accuracy"] * 100 for h in r["history"]]
         all_e += [v for v in e if v]
         if len(d) <= 12:
-            ax.plot(e, a, marker=".", lw=1.2, color=cmap(i % 10), label=label(r, keys))
+            ax.plot(e, a, marker=".", lw=1.2, color=cmap(i % 10), label=texts[i])
             continue
         level = r[hue] if hue else None
         ax.plot(e, a, marker=".", ms=3, lw=0.8, alpha=0.5, color=colours.get(level, "#555555"),
@@ -251,7 +256,7 @@ def energy_components(df: Any) -> Optional[Any]:
                 ax.bar(range(len(d)), vals, bottom=bottom, color=colours[n], edgecolor="#444444", lw=0.4,
                        hatch=None if measured else "///", label=f"{n} ({'measured' if measured else 'estimated'})")
                 bottom = [b + v for b, v in zip(bottom, vals)]
-    ax.set_xticks(range(len(d)), [label(r, keys) for _, r in d.iterrows()], rotation=60, ha="right", fontsize=7)
+    ax.set_xticks(range(len(d)), run_labels(d, keys), rotation=60, ha="right", fontsize=7)
     # linear on purpose: on a log axis stacked shares would look wrong; the total is written on each bar
     for i, b in enumerate(bottom):
         ax.annotate(f"{b:.0f}" if b >= 100 else f"{b:.3g}", (i, b), ha="center", va="bottom", fontsize=7, xytext=(0, 2),
