@@ -310,6 +310,25 @@ def test_runs_of_a_study_with_one_part_are_labelled_by_their_factors(tmp_path: P
     assert len(ticks) == 2 and all("lr=" in t and "batch_size=" in t and "seed=" in t for t in ticks), ticks
 
 
+def test_many_runs_are_coloured_by_a_factor_with_few_levels(tmp_path: Path) -> None:
+    """18 runs of a 3-lr grid: the convergence plot's legend names each learning rate, low to high,
+    instead of 18 unreadable labels or none."""
+    from powertrain.report.figures import accuracy_vs_energy, convergence
+
+    s = tmp_path / "sweep"
+    hist = [{"epoch": 1, "accuracy": 0.3, "energy_j": 4.0}, {"epoch": 2, "accuracy": 0.5, "energy_j": 8.0}]
+    for i in range(18):
+        lr, bs = (0.1, 0.02, 0.005)[i % 3], (32, 128, 512, 1024, 2048, 4096)[i // 3]
+        res = _hand_result("completed", lr, 8.0 + i, 0.5, history=hist)
+        res["config"]["batch_size"] = bs
+        res["run"]["overrides"] = [f"optimizer.lr={lr}", f"batch_size={bs}"]
+        _job(s / str(i), res, res["run"]["overrides"])
+    df = report.load_sweep(s)
+    levels = ["optimizer.lr = 0.005", "optimizer.lr = 0.02", "optimizer.lr = 0.1"]
+    assert [t.get_text() for t in convergence(df).axes[0].get_legend().get_texts()][:3] == levels
+    assert levels[0] in [t.get_text() for t in accuracy_vs_energy(df).axes[0].get_legend().get_texts()]
+
+
 def test_report_package_import_stays_light() -> None:
     code = ("import sys, powertrain, powertrain.report\nfrom powertrain.report import Section, Table\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pandas', 'matplotlib')))")

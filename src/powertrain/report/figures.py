@@ -43,13 +43,15 @@ def _plain_ticks(axis: Any) -> None:
 
 
 def hue_factor(df: Any) -> Optional[str]:
-    """A categorical factor worth colouring many runs by (e.g. the model of a study that compares models):
-    the first swept factor with 2-8 levels that are not numbers. None when there is none."""
-    for k in factors(df):
-        levels = df[k].dropna().unique()
-        if 2 <= len(levels) <= 8 and not all(_is_num(v) for v in levels):
+    """A factor worth colouring many runs by: the first swept factor with 2-8 levels that are not numbers
+    (e.g. the model of a study that compares models), else the numeric one with the fewest levels, 2-8
+    (e.g. the learning rate of an lr x batch grid). None when there is none."""
+    few = [(k, df[k].dropna().unique()) for k in factors(df)]
+    few = [(k, levels) for k, levels in few if 2 <= len(levels) <= 8]
+    for k, levels in few:
+        if not all(_is_num(v) for v in levels):
             return k
-    return None
+    return min(few, key=lambda kl: len(kl[1]))[0] if few else None
 
 
 def _is_num(v: Any) -> bool:
@@ -61,7 +63,12 @@ def _is_num(v: Any) -> bool:
 
 
 def _hue_colours(plt: Any, d: Any, hue: str) -> dict[Any, Any]:
-    return {v: plt.get_cmap("tab10")(i) for i, v in enumerate(sorted(d[hue].dropna().unique(), key=str))}
+    levels = list(d[hue].dropna().unique())
+    if all(_is_num(v) for v in levels):  # numbers: low to high along one colour scale, so order reads
+        levels.sort(key=float)
+        cmap = plt.get_cmap("viridis")
+        return {v: cmap(0.85 * i / max(len(levels) - 1, 1)) for i, v in enumerate(levels)}
+    return {v: plt.get_cmap("tab10")(i) for i, v in enumerate(sorted(levels, key=str))}
 
 
 def accuracy_vs_energy(df: Any) -> Optional[Any]:
@@ -76,13 +83,17 @@ def accuracy_vs_energy(df: Any) -> Optional[Any]:
     colours = _hue_colours(plt, d, hue) if hue else {}
     for status, g in d.groupby("status"):
         colour, marker = STATUS_STYLE.get(status, ("#333333", "o"))
-        if hue:  # colour says the level, the marker the status
+        if hue:  # colour says the level, the marker the status (legend: levels, then statuses in grey)
+            marker = "^" if status == "target_reached" else marker
             for level, h in g.groupby(hue):
                 ax.scatter(h["total_j"], h["final_accuracy"] * 100, color=colours[level], marker=marker, s=36,
-                           alpha=0.75, label=f"{level}: {status} ({len(h)})", edgecolors="white", linewidths=0.5)
+                           alpha=0.75, edgecolors="white", linewidths=0.5)
+            ax.scatter([], [], color="#888888", marker=marker, s=36, label=f"{status} ({len(g)})")
             continue
         ax.scatter(g["total_j"], g["final_accuracy"] * 100, c=colour, marker=marker, s=42, alpha=0.85,
                    label=f"{status} ({len(g)})", edgecolors="white", linewidths=0.5)
+    for level, colour in colours.items():
+        ax.scatter([], [], color=colour, marker="s", s=36, label=f"{hue} = {level}")
     front = d[pareto_mask(d)].sort_values("total_j")
     if len(front):
         ax.step(front["total_j"], front["final_accuracy"] * 100, where="post", color="black", lw=1.2)
@@ -115,11 +126,10 @@ def convergence(df: Any) -> Optional[Any]:
     fig, ax = plt.subplots(figsize=(7, 4.6))
     keys = factors(df, include_seed=True)
     cmap = plt.get_cmap("tab10")
-    # many runs: one colour per level of a categorical factor (e.g. model) if there is one, else grey
+    # many runs: one colour per level of a factor with few levels (e.g. model, lr) if there is one, else grey
     hue = hue_factor(d) if len(d) > 12 else None
     colours = _hue_colours(plt, d, hue) if hue else {}
     all_e = []
-    named: set[Any] = set()
     texts = run_labels(d, keys)
     for i, (_, r) in enumerate(d.iterrows()):
         e = [h.get("energy_j") for h in r["history"]]
@@ -128,10 +138,9 @@ def convergence(df: Any) -> Optional[Any]:
         if len(d) <= 12:
             ax.plot(e, a, marker=".", lw=1.2, color=cmap(i % 10), label=texts[i])
             continue
-        level = r[hue] if hue else None
-        ax.plot(e, a, marker=".", ms=3, lw=0.8, alpha=0.5, color=colours.get(level, "#555555"),
-                label=f"{hue} = {level}" if hue and level not in named else None)
-        named.add(level)
+        ax.plot(e, a, marker=".", ms=3, lw=0.8, alpha=0.5, color=colours.get(r[hue] if hue else None, "#555555"))
+    for level, colour in colours.items():  # one legend entry per level, in the levels' order
+        ax.plot([], [], color=colour, lw=1.5, label=f"{hue} = {level}")
     targets = sorted({t for t in df["target_accuracy"].dropna()})
     for t in targets:
         ax.axhline(t * 100, color="crimson", ls="--", lw=1, label=f"target {t * 100:g} %")
@@ -140,7 +149,7 @@ def convergence(df: Any) -> Optional[Any]:
     ax.set_ylabel("accuracy after each epoch (%)")
     ax.set_title(f"Convergence: accuracy against energy spent ({len(d)} runs)")
     if ax.get_legend_handles_labels()[1]:
-        ax.legend(fontsize=7, loc="lower right", ncol=2 if 6 < len(d) <= 12 else 1)
+        ax.legend(fontsize=7, loc="best" if hue else "lower right", ncol=2 if 6 < len(d) <= 12 else 1)
     fig.tight_layout()
     return fig
 
