@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from fakes.host import dual_socket, kvm_guest, package_cpus
@@ -160,10 +158,10 @@ def test_rapl_package_shared_with_another_busy_process_is_attributed_by_busy_tim
 
 
 def test_without_slurm_the_process_cpu_time_is_set_against_the_package(tmp_path, monkeypatch):
-    from powertrain.energy import attribution
+    from powertrain.energy import estimate
 
-    clock = {"cpu_s": 100.0}  # this process's CPU time, as os.times() would report it
-    monkeypatch.setattr(attribution.os, "times", lambda: os.times_result((clock["cpu_s"], 0, 0, 0, 0)))
+    clock = {"cpu_s": 100.0}  # this process's CPU time, as time.process_time() would report it
+    monkeypatch.setattr(estimate.time, "process_time", lambda: clock["cpu_s"])
     # no Slurm: a cpuset of package 0's first threads; the cgroup's cpu.stat is not the job's to use
     pc, host, meter = _attributed_node(tmp_path, {}, set(range(32)))
     meter.begin_window("train")

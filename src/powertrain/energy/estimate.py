@@ -209,9 +209,10 @@ class _IntegratingEstimate(Source):
 
 
 def _process_cpu_s() -> float:
-    t = os.times()
-    # this process (child processes are not ours to bill) and this node's other ranks of the run
-    return t.user + t.system + (peer_cpu_s() if _PEER_PIDS else 0.0)
+    # user + system time of every thread of this process (children are not ours to bill), from
+    # CLOCK_PROCESS_CPUTIME_ID: nanoseconds, where os.times() counts 10 ms clock ticks, which a short
+    # window (a few steps, an evaluation) would round to nothing or double. Plus this node's other ranks.
+    return time.process_time() + (peer_cpu_s() if _PEER_PIDS else 0.0)
 
 
 class CpuEstimate(_IntegratingEstimate):
