@@ -25,6 +25,13 @@ def _window_j(source, work, seconds=0.3):
     return source.read_j() - before_j
 
 
+def _window_w(source, seconds=0.1):
+    """Mean power of an idle window, over the time it really took (a loaded box oversleeps a wait)."""
+    t0 = time.perf_counter()
+    energy_j = _window_j(source, threading.Event().wait, seconds)
+    return energy_j / (time.perf_counter() - t0)
+
+
 def _busy(seconds):
     end = time.perf_counter() + seconds
     x = 0
@@ -51,19 +58,18 @@ def test_busy_cpu_window_costs_more_than_a_sleeping_one():
 
 def test_dram_estimate_follows_resident_memory():
     src = DramEstimate(w_per_gb=10.0)
-    small_j = _window_j(src, threading.Event().wait, 0.1)
+    small_w = _window_w(src)
     block = bytearray(300 * 1024 * 1024)  # touched pages: resident
     block[::4096] = b"\1" * len(block[::4096])
-    big_j = _window_j(src, threading.Event().wait, 0.1)
+    big_w = _window_w(src)
     del block
-    # 300 MB more resident at 10 W/GB is +3 W, i.e. +0.3 J over 0.1 s
-    assert big_j - small_j == pytest.approx(0.3, rel=0.35)
+    # 300 MB more resident at 10 W/GB is +3 W
+    assert big_w - small_w == pytest.approx(3.0, rel=0.35)
 
 
 def test_gpu_estimate_without_utilisation_bills_full_tdp():
     src = GpuEstimate(tdp_w=250.0, util_fn=None)
-    energy_j = _window_j(src, threading.Event().wait, 0.1)
-    assert energy_j == pytest.approx(25.0, rel=0.2)
+    assert _window_w(src) == pytest.approx(250.0, rel=0.05)
     assert src.extra()["constant_tdp"] is True
 
 
@@ -76,9 +82,9 @@ def test_gpu_estimate_uses_utilisation_until_it_fails():
         return util["value"]
 
     src = GpuEstimate(tdp_w=200.0, idle_share=0.1, util_fn=read_util)
-    assert _window_j(src, threading.Event().wait, 0.1) == pytest.approx(2.0, rel=0.2)  # 20 W idle
+    assert _window_w(src) == pytest.approx(20.0, rel=0.05)  # 20 W idle
     util["value"] = None
-    assert _window_j(src, threading.Event().wait, 0.1) == pytest.approx(20.0, rel=0.2)  # full TDP
+    assert _window_w(src) == pytest.approx(200.0, rel=0.05)  # full TDP
     assert "driver gone" in src.extra()["utilization_unreadable"]
 
 
