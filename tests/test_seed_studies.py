@@ -50,6 +50,9 @@ def test_lr_batch_study_answers_from_the_runs_result_files(lr_batch: tuple[Any, 
     assert "Learning rate × batch size" in html and f"{s['ratio']:.2f}x" in html
     for name in missed:
         assert name in html
+    # the worst/best table once, in the study's section (not again in the generic one)
+    md = (out / "report.md").read_text()
+    assert md.count("the worst cell that reached it against the best") == 1 and "## Worst against best" not in md
 
 
 def test_lr_batch_study_needs_a_target(tmp_path: Path, cli: Any) -> None:

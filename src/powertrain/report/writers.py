@@ -150,7 +150,10 @@ def write_report(root: Any, *, title: Optional[str] = None, sections: Sequence[S
     root = Path(root)
     df = load_sweep(root) if df is None else df
     title = title or f"powertrain report: {root.resolve().name}"
-    all_sections = [*sections, *generic_sections(df)]
+    # a generic section whose tables a study section already shows (geissler's worst/best) is left out
+    shown = {repr(t) for sec in sections for t in sec.tables}
+    all_sections = [*sections, *(g for g in generic_sections(df)
+                                 if not (g.tables and not g.figures and all(repr(t) in shown for t in g.tables)))]
     fig_dir = root / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
