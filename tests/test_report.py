@@ -329,6 +329,30 @@ def test_many_runs_are_coloured_by_a_factor_with_few_levels(tmp_path: Path) -> N
     assert levels[0] in [t.get_text() for t in accuracy_vs_energy(df).axes[0].get_legend().get_texts()]
 
 
+@pytest.mark.parametrize("target", [0.5, None])
+def test_per_factor_effects_pool_the_other_factors(tmp_path: Path, target: float | None) -> None:
+    """Each level of lr over both batch sizes: energy to target with a target, the energy spent without."""
+    from powertrain.report.analysis import factor_effects
+
+    s = tmp_path / "sweep"
+    energy = {(0.1, 32): 10.0, (0.1, 64): 30.0, (0.01, 32): 20.0, (0.01, 64): 60.0}
+    for i, ((lr, bs), e) in enumerate(energy.items()):
+        res = _hand_result("completed", lr, e, 0.4, e_target=None if target is None else e / 2, target=target)
+        res["config"]["batch_size"] = bs
+        res["run"]["overrides"] = [f"optimizer.lr={lr}", f"batch_size={bs}"]
+        _job(s / str(i), res, res["run"]["overrides"])
+    t = factor_effects(report.load_sweep(s))
+    rows = {(r[0], r[1]): dict(zip(t.columns, r)) for r in t.rows}
+    lr01 = rows[("optimizer.lr", 0.1)]
+    if target is None:
+        assert "reached target" not in t.columns
+        assert (lr01["energy min (J)"], lr01["energy median (J)"], lr01["energy max (J)"]) == (10.0, 20.0, 30.0)
+    else:
+        assert lr01["reached target"] == 2
+        assert (lr01["E->target min (J)"], lr01["E->target max (J)"]) == (5.0, 15.0)
+    assert rows[("batch_size", 64)]["accuracy median (%)"] == pytest.approx(40.0)
+
+
 def test_report_package_import_stays_light() -> None:
     code = ("import sys, powertrain, powertrain.report\nfrom powertrain.report import Section, Table\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pandas', 'matplotlib')))")

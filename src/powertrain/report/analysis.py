@@ -127,15 +127,22 @@ def factor_effects(df: Any) -> Optional[Table]:
     keys = [k for k in factors(df) if 1 < df[k].astype(str).nunique() <= MAX_LEVELS]
     if not keys:
         return None
+    # without a target (yarally_layers: a fixed number of epochs) the energy spent is what compares
+    targeted = bool(df["target_accuracy"].notna().any())
     rows = []
     for k in keys:
         for level, g in _with_result(df).groupby(k, dropna=False, sort=True):
-            e, a = g["energy_to_target_j"].dropna(), g["final_accuracy"].dropna() * 100
-            rows.append([k, level, len(g), int(g["energy_to_target_j"].notna().sum()),
+            e = g["energy_to_target_j" if targeted else "total_j"].dropna()
+            a = g["final_accuracy"].dropna() * 100
+            reached = [int(g["energy_to_target_j"].notna().sum())] if targeted else []
+            rows.append([k, level, len(g), *reached,
                          *(_stats(e) if len(e) else [None] * 3), *(_stats(a) if len(a) else [None] * 3)])
-    return Table(["factor", "level", "runs", "reached target", "E->target min (J)", "E->target median (J)",
-                  "E->target max (J)", "accuracy min (%)", "accuracy median (%)", "accuracy max (%)"], rows,
-                 "Per-factor effects: each level of one factor across every value of the others.")
+    energy = ["reached target", "E->target min (J)", "E->target median (J)", "E->target max (J)"] if targeted \
+        else ["energy min (J)", "energy median (J)", "energy max (J)"]
+    return Table(["factor", "level", "runs", *energy, "accuracy min (%)", "accuracy median (%)",
+                  "accuracy max (%)"], rows,
+                 "Per-factor effects: each level of one factor across every value of the others"
+                 + ("." if targeted else " (no target accuracy: total energy per run)."))
 
 
 def _stats(s: Any) -> list[float]:
