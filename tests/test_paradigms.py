@@ -248,6 +248,17 @@ def test_break_even() -> None:
     assert break_even(0.0, 1.0, 2.0) == 1
 
 
+def test_break_even_is_said_once_with_small_savings_readable() -> None:
+    from powertrain.studies.pretrain_finetune import break_even_answer, break_even_lines
+
+    never = break_even_lines(break_even_answer(1.3, 0.74, 0.51))
+    assert never[1].endswith("= never: fine-tuning to the target costs at least as much as training from scratch")
+    assert never[0].endswith("= -0.23 J")
+    some = break_even_lines(break_even_answer(1.27, 0.0856, 0.234))  # a 0.148 J saving, not "0.1 J"
+    assert some[0].endswith("= 0.148 J")
+    assert some[1].startswith("  break-even n* = ceil(E_pre / (E_scratch − E_ft)) = 9: after 9 fine-tuning(s)")
+
+
 # a quick CPU setup for the study presets: small synthetic data, SimpleCNN, SGD
 QUICK = ["dataset=synthetic", "dataset.train_size=256", "dataset.test_size=128", "dataset.limit_train=null",
          "model=simple_cnn", "hardware=cpu", "optimizer.lr=0.05", "save_checkpoint=true"]

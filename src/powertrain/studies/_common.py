@@ -21,8 +21,14 @@ def override_value(v: Any) -> str:
     return "null" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
 
 
+def fmt_j(v: float) -> str:
+    """Joules to read at a glance: whole joules from 100 J, else 3 significant digits (a 0.05 J saving is
+    not 0.0 J)."""
+    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
 def joules(v: Optional[float]) -> str:
-    return f"{v:10.1f} J" if v is not None else "  not reached"
+    return f"{fmt_j(v):>10} J" if v is not None else "  not reached"
 
 
 def fmt_pct(v: Optional[float]) -> str:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from powertrain.checks import Check, each, fraction_open_closed, one_of
 from powertrain.config import RunConfig, StudyConfig
 from powertrain.errors import ConfigError
-from powertrain.studies._common import finish, fmt_pct, joules, override_value, part_row, pct
+from powertrain.studies._common import finish, fmt_j, fmt_pct, joules, override_value, part_row, pct
 
 if TYPE_CHECKING:
     from powertrain.studies import StudyContext
@@ -91,9 +91,9 @@ def run(ctx: StudyContext) -> dict[str, Any]:
     saved = total - e_mt
     summary.update(status="completed", energy_single_sum_j=total, energy_saved_j=saved,
                    energy_saved_fraction=saved / total if total else None)
-    summary["comparison"] = (f"multitask {'saves' if saved >= 0 else 'costs'} {abs(saved):.1f} J "
-                             f"({abs(saved) / total * 100:.0f} % of the single-task runs' {total:.1f} J)")
-    lines.append(f"  single-task runs together:           {total:10.1f} J")
+    summary["comparison"] = (f"multitask {'saves' if saved >= 0 else 'costs'} {fmt_j(abs(saved))} J "
+                             f"({abs(saved) / total * 100:.0f} % of the single-task runs' {fmt_j(total)} J)")
+    lines.append(f"  single-task runs together:           {joules(total)}")
     lines.append(f"  {summary['comparison']}")
     return finish(summary, lines, cfg.verbose)
 

@@ -20,6 +20,7 @@ from powertrain.results import SUCCESS
 from powertrain.studies._common import (
     dataset_label,
     finish,
+    fmt_j,
     joules,
     override_value,
     part_row,
@@ -56,6 +57,26 @@ def break_even(e_pre_j: float, e_ft_j: float, e_scratch_j: float) -> Optional[in
     return max(1, math.ceil(e_pre_j / saving_j))
 
 
+def break_even_answer(e_pre_j: float, e_ft_j: float, e_scratch_j: float) -> dict[str, Any]:
+    """The summary keys of the answer: the saving per fine-tuning, n* and the sentence that explains it."""
+    n = break_even(e_pre_j, e_ft_j, e_scratch_j)
+    out: dict[str, Any] = {"saving_per_finetune_j": e_scratch_j - e_ft_j, "break_even_n": n}
+    if n is None:
+        out["break_even"] = "never: fine-tuning to the target costs at least as much as training from scratch"
+    else:
+        out["break_even"] = (f"after {n} fine-tuning(s): pretraining once + {n} fine-tunings = "
+                             f"{fmt_j(e_pre_j + n * e_ft_j)} J < {n} scratch trainings = {fmt_j(n * e_scratch_j)} J")
+        out["energy_saved_at_10_reuses_j"] = 10 * (e_scratch_j - e_ft_j) - e_pre_j
+    return out
+
+
+def break_even_lines(answer: dict[str, Any]) -> list[str]:
+    n = answer["break_even_n"]
+    return [f"  saving per fine-tuning E_scratch − E_ft = {fmt_j(answer['saving_per_finetune_j'])} J",
+            "  break-even n* = ceil(E_pre / (E_scratch − E_ft)) = "
+            + (answer["break_even"] if n is None else f"{n}: {answer['break_even']}")]
+
+
 def check(cfg: RunConfig) -> None:
     """A pretraining preset that exists and a target: fine-tuning and scratch meet at the same accuracy."""
     from powertrain.data import dataset_preset
@@ -89,7 +110,7 @@ def run(ctx: StudyContext) -> dict[str, Any]:
     target = cfg.target_accuracy
     lines = [f"pretrain_finetune: {cfg.model.family} pretrained on {s.pretrain_dataset}, then trained to accuracy "
              f"{target} on {dataset_label(cfg)}",
-             f"  E_pre     pretraining ({r_pre['metrics']['epochs']} epochs, acc {pct(r_pre)})  {e_pre:10.1f} J",
+             f"  E_pre     pretraining ({r_pre['metrics']['epochs']} epochs, acc {pct(r_pre)})  {joules(e_pre)}",
              f"  E_ft      fine-tuning to target ({to_target(r_ft)})  {joules(e_ft)}",
              f"  E_scratch scratch to target ({to_target(r_sc)})  {joules(e_sc)}"]
     summary.update(target_accuracy=target, energy_pretrain_j=e_pre, energy_finetune_j=e_ft, energy_scratch_j=e_sc,
@@ -99,17 +120,8 @@ def run(ctx: StudyContext) -> dict[str, Any]:
         summary["break_even"] = f"not comparable: {' and '.join(missing)} did not reach {target}"
         lines.append(f"  break-even: {summary['break_even']} (raise max_epochs or lower target_accuracy)")
         return finish(summary, lines, cfg.verbose)
-    n = break_even(e_pre, e_ft, e_sc)
-    summary.update(status="completed", saving_per_finetune_j=e_sc - e_ft, break_even_n=n)
-    if n is None:
-        summary["break_even"] = "never: fine-tuning to the target costs at least as much as training from scratch"
-    else:
-        summary["break_even"] = (f"after {n} fine-tuning(s): pretraining once + {n} fine-tunings = "
-                                 f"{e_pre + n * e_ft:.1f} J < {n} scratch trainings = {n * e_sc:.1f} J")
-        summary["energy_saved_at_10_reuses_j"] = 10 * (e_sc - e_ft) - e_pre
-    lines.append(f"  saving per fine-tuning E_scratch − E_ft = {e_sc - e_ft:.1f} J")
-    lines.append(f"  break-even n* = ceil(E_pre / (E_scratch − E_ft)) = {n if n is not None else 'never'}: "
-                 f"{summary['break_even']}")
+    summary.update(status="completed", **break_even_answer(e_pre, e_ft, e_sc))
+    lines += break_even_lines(summary)
     return finish(summary, lines, cfg.verbose)
 
 
