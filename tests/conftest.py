@@ -22,14 +22,14 @@ def compose() -> Callable[..., Any]:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    import powertrain.paths
-    import powertrain.validate
+    import powertrain.compose.validate
+    import powertrain.config.paths
 
-    powertrain.validate.register_configs()
+    powertrain.compose.validate.register_configs()
 
     def _compose(*overrides: str) -> Any:
         # a fresh Hydra context per call: Hydra's global state must not leak between tests
-        with initialize_config_dir(config_dir=str(powertrain.paths.conf_dir()), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(powertrain.config.paths.conf_dir()), version_base="1.3"):
             return hydra_compose(config_name="config", overrides=list(overrides))
 
     return _compose
@@ -54,7 +54,7 @@ def tiny_cfg() -> Callable[..., Any]:
         }
         for dotted, v in {**defaults, **values}.items():
             if dotted.replace("__", ".") == "paradigm.name":  # each paradigm has its own schema
-                from powertrain.validate import paradigm_schema
+                from powertrain.compose.validate import paradigm_schema
 
                 cfg.paradigm = paradigm_schema(v)()
                 continue

@@ -6,14 +6,15 @@ from importlib import resources
 import pytest
 
 from powertrain import carbon
+from powertrain.carbon import intensity
+from powertrain.compose.validate import check_value
 from powertrain.config import CarbonConfig, ConfigError, HardwareConfig
-from powertrain.validate import check_value
 
 KWH_J = 3.6e6
 
 
 def _country_row(iso3: str) -> dict:
-    path = resources.files("powertrain.resources").joinpath(carbon.COUNTRY_TABLE)
+    path = resources.files("powertrain.resources").joinpath(intensity.COUNTRY_TABLE)
     with path.open(encoding="utf-8") as f:
         return next(r for r in csv.DictReader(f) if r["iso3"] == iso3)
 

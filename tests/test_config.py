@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from powertrain.compose.overrides import check_overrides
+from powertrain.compose.validate import validate
 from powertrain.config import ConfigError, RunConfig
-from powertrain.overrides import check_overrides
-from powertrain.paths import conf_dir
-from powertrain.validate import validate
+from powertrain.config.paths import conf_dir
 
 SEED_MODELS = ["simple_cnn", "dense_poly", "dense_linear", "mlp"]
 TIMM_MODELS = ["resnet18", "mobilenetv3_small_100", "vit_tiny_patch16_224", "timm"]

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
+from powertrain.compose.overrides import check_overrides
 from powertrain.config import DatasetConfig, ModelConfig
+from powertrain.config.errors import ConfigError
 from powertrain.data import dataset_preset, load_dataset
 from powertrain.data.synthetic import synthetic
-from powertrain.errors import ConfigError
 from powertrain.models import create_model
-from powertrain.overrides import check_overrides
 
 HAS_MLXTEND = importlib.util.find_spec("mlxtend") is not None
 needs_mlxtend = pytest.mark.skipif(not HAS_MLXTEND, reason="mlxtend not installed (pip install 'powertrain[data]')")

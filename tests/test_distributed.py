@@ -24,11 +24,11 @@ from fakes.host import bare_metal, kvm_guest
 from fakes.nvml import FakeGpu, FakeNvml
 from fakes.powercap import make_powercap
 from powertrain.config import EnergyConfig, RunConfig
+from powertrain.config.errors import ConfigError
 from powertrain.data import DeviceBatches
-from powertrain.distributed import RankInfo, assign_meters, check, detect_world, merge_measurements
 from powertrain.energy import Ledger
 from powertrain.energy.select import build_meter
-from powertrain.errors import ConfigError
+from powertrain.run.distributed import RankInfo, assign_meters, check, detect_world, merge_measurements
 
 RUN = ["dataset=digits", "max_epochs=3", "batch_size=64", "save_checkpoint=false", "hardware=cpu"]
 

@@ -6,7 +6,9 @@ import pytest
 
 from fakes.host import dual_socket, kvm_guest, package_cpus
 from fakes.powercap import make_powercap
+from powertrain.compose.validate import check_value
 from powertrain.config import EnergyConfig
+from powertrain.config.errors import ConfigError
 from powertrain.energy import Ledger, build_meter
 from powertrain.energy.attribution import (
     detect_cpu_share,
@@ -15,8 +17,6 @@ from powertrain.energy.attribution import (
     parse_cpuinfo,
     parse_proc_stat,
 )
-from powertrain.errors import ConfigError
-from powertrain.validate import check_value
 
 SLURM_8 = {"SLURM_JOB_ID": "42", "SLURM_CPUS_ON_NODE": "8", "SLURM_JOB_CPUS_PER_NODE": "8"}
 JOB_8_CPUS = set(package_cpus(32, 0)[:4] + package_cpus(32, 0)[32:36])  # 4 cores + their siblings

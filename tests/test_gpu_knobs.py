@@ -14,8 +14,8 @@ import pytest
 
 from fakes.nvml import FakeGpu, FakeNvml
 from powertrain.config import HardwareConfig
-from powertrain.energy.gpu_knobs import apply_gpu_knobs
-from powertrain.errors import ConfigError
+from powertrain.config.errors import ConfigError
+from powertrain.hardware.knobs import apply_gpu_knobs
 
 UUID = "GPU-aaaaaaaa-1111-2222-3333-444444444444"
 REPO = Path(__file__).resolve().parents[1]
@@ -102,7 +102,7 @@ def test_gpu_that_cannot_lock_clocks_is_refused(node, tmp_path):
 
 
 def test_knobs_need_a_gpu_run(monkeypatch, compose, tmp_path):
-    from powertrain.validate import validate
+    from powertrain.compose.validate import validate
 
     with pytest.raises(ConfigError, match=r"hardware.gpu_power_limit_w=200.0 .*unless the run uses a GPU"):
         validate(compose("hardware.device=cpu", "hardware.gpu_power_limit_w=200"))
@@ -162,7 +162,7 @@ from fakes.nvml import FakeGpu, FakeNvml
 fake = FakeNvml([FakeGpu({uuid!r})], privileged=True)
 sys.modules["pynvml"] = fake.module
 from powertrain.config import HardwareConfig
-from powertrain.energy.gpu_knobs import apply_gpu_knobs
+from powertrain.hardware.knobs import apply_gpu_knobs
 apply_gpu_knobs(HardwareConfig(device="cuda", gpu_power_limit_w=150), "cuda:0", marker_dir={dir!r},
                 environ={{}}, cuda_uuid=lambda i: None, is_privileged=lambda: True)
 os.kill(os.getpid(), signal.{sig})
@@ -195,7 +195,7 @@ def test_a_killed_run_leaves_a_marker_the_next_run_on_that_gpu_restores(node, tm
 
 
 def test_cli_overrides_take_a_clock_pair_or_one_clock_and_sweep_limits():
-    from powertrain.overrides import check_overrides
+    from powertrain.compose.overrides import check_overrides
 
     check_overrides(["hardware.gpu_power_limit_w=150,200,250", "hardware.gpu_locked_clocks_mhz=[1200,1410]"])
     check_overrides(["hardware.gpu_locked_clocks_mhz=1410"])

@@ -25,7 +25,7 @@ def test_cnn_timm_models_take_small_inputs_and_any_class_count(name, shape):
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32)])
 def test_vit_preset_builds_for_small_inputs(compose, shape):
-    from powertrain.validate import validate
+    from powertrain.compose.validate import validate
 
     cfg = validate(compose("model=vit_tiny_patch16_224")).model
     model = create_model(cfg, shape, 10).eval()

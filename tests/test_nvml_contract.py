@@ -18,10 +18,10 @@ FUNCTIONS = sorted(n for n in dir(FAKE) if n.startswith("nvml") and callable(get
 
 
 def test_the_fake_covers_every_nvml_call_powertrain_makes():
-    import powertrain.energy.gpu_knobs as knobs
     import powertrain.energy.nvml as nvml
     import powertrain.energy.nvml_devices as devices
-    import powertrain.hardware as hardware
+    import powertrain.hardware.device as hardware
+    import powertrain.hardware.knobs as knobs
 
     used = set()
     for module in (nvml, devices, knobs, hardware):

@@ -22,7 +22,7 @@ def test_wheel_install_runs_from_any_directory(tmp_path):
     subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)], check=True, timeout=300)
     # PYTHONPATH puts the installed copy ahead of the editable checkout
     env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}
-    probe = ("import powertrain.paths as p, powertrain, hydra_plugins.powertrain_optuna_sweeper as o; "
+    probe = ("import powertrain.config.paths as p, powertrain, hydra_plugins.powertrain_optuna_sweeper as o; "
              "print(p.conf_dir()); print(powertrain.__file__)")
     out = subprocess.run([sys.executable, "-c", probe], cwd=cwd, env=env, capture_output=True, text=True,
                          timeout=120, check=True).stdout.split()

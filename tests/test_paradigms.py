@@ -27,7 +27,7 @@ def make_cfg(**values: Any) -> RunConfig:
                 "verbose": False, "save_checkpoint": True}
     for dotted, v in {**defaults, **values}.items():
         if dotted == "paradigm.name":  # each paradigm has its own schema
-            from powertrain.validate import paradigm_schema
+            from powertrain.compose.validate import paradigm_schema
 
             cfg.paradigm = paradigm_schema(v)()
             continue
@@ -296,8 +296,8 @@ def test_pretrain_finetune_names_its_own_key_for_an_unknown_pretrain_preset(tmp_
 def test_experiment_presets_compose(tmp_path: Path) -> None:
     from hydra import compose, initialize_config_dir
 
-    from powertrain.paths import conf_dir
-    from powertrain.validate import register_configs, validate
+    from powertrain.compose.validate import register_configs, validate
+    from powertrain.config.paths import conf_dir
 
     register_configs()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from powertrain.config import RunConfig
-from powertrain.predict import cost_key, launcher_parallelism, makespan_s, predict_job
+from powertrain.launch.predict import cost_key, launcher_parallelism, makespan_s, predict_job
 from powertrain.report.predicted import compare
 
 # all of digits' 1,437 training images: each run trains about a second, long enough for its joules not to

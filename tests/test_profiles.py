@@ -4,9 +4,9 @@ import math
 
 import pytest
 
+from powertrain.compose.validate import check_value
 from powertrain.config import HardwareConfig
-from powertrain.profiles import NUMBERS, load_profile, profile_dir, profile_names, select_profile
-from powertrain.validate import check_value
+from powertrain.hardware.profiles import NUMBERS, load_profile, profile_dir, profile_names, select_profile
 
 REQUIRED = {"auto", "cpu", "cuda", "a100_sxm", "h100_sxm", "jetson_agx_orin"}
 
@@ -81,7 +81,7 @@ def test_hydra_composes_each_profile():
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    from powertrain.validate import register_configs
+    from powertrain.compose.validate import register_configs
 
     register_configs()
     GlobalHydra.instance().clear()

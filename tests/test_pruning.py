@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from powertrain.prune import PrunerSpec, TrialReporter, env_overrides, trial_env
-from powertrain.sweep import check_argv, check_conf
+from powertrain.launch.search import check_argv, check_conf
+from powertrain.run.prune import PrunerSpec, TrialReporter, env_overrides, trial_env
 
 pytestmark = pytest.mark.slow
 

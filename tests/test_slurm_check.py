@@ -1,4 +1,4 @@
-"""powertrain.slurm_check without a cluster: sinfo parsing, the request check, launcher keys, no sinfo."""
+"""powertrain.launch.slurm without a cluster: sinfo parsing, the request check, launcher keys, no sinfo."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from powertrain import slurm_check as sc
 from powertrain.config import ConfigError
+from powertrain.launch import slurm as sc
 
 SINFO = "debug* 2 22899 4:00:00\nlong 2 22899 infinite\ngpu 64 512000 1-00:00:00\ngpu 128+ 256000 1-00:00:00\n"
 

@@ -31,8 +31,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, cli: Any, args: list[s
 
 
 def test_schema_defaults_equal_the_composed_yaml_defaults(compose: Any) -> None:
+    from powertrain.compose.validate import validate
     from powertrain.config import RunConfig
-    from powertrain.validate import validate
 
     assert asdict(validate(compose())) == asdict(RunConfig())
 
@@ -42,8 +42,8 @@ def test_conf_never_sets_hydra_mode(preset: list[str]) -> None:
     """__main__._compose_once skips Hydra's mode-only composition on this promise."""
     from hydra import compose, initialize_config_dir
 
-    from powertrain.paths import conf_dir
-    from powertrain.validate import register_configs
+    from powertrain.compose.validate import register_configs
+    from powertrain.config.paths import conf_dir
 
     register_configs()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
@@ -53,8 +53,8 @@ def test_conf_never_sets_hydra_mode(preset: list[str]) -> None:
 
 def test_study_sweep_part_composes_the_preset_and_returns_its_sweep_dir(tmp_path: Path, compose: Any) -> None:
     """ctx.sweep runs a real multirun (the CLI path) of the preset into out_dir/<part>."""
+    from powertrain.compose.validate import validate
     from powertrain.studies import StudyContext
-    from powertrain.validate import validate
 
     cfg = validate(compose("experiment=pretrain_finetune"))
     cfg.verbose = False

@@ -109,7 +109,7 @@ def test_report_cli_rejects_unknown_objective(sweep: Path, capsys: pytest.Captur
 def test_search_space_from_params_and_command_line() -> None:
     import optuna.distributions as od
 
-    from powertrain.sweep import build_space, trial_overrides
+    from powertrain.launch.search import build_space, trial_overrides
 
     fixed, space = build_space({"optimizer.lr": "tag(log, interval(1e-4, 1e-1))", "batch_size": "32,64"},
                                ["batch_size=choice(16,128)", "max_epochs=1", "model.linear_layers=range(2,5)"])
@@ -125,7 +125,7 @@ def test_search_space_from_params_and_command_line() -> None:
 def test_descending_range_is_an_integer_space() -> None:
     import optuna.distributions as od
 
-    from powertrain.sweep import build_space
+    from powertrain.launch.search import build_space
 
     _, space = build_space({}, ["model.linear_layers=range(5,1,-2)"])
     p = space["model.linear_layers"]
@@ -141,7 +141,7 @@ def test_descending_range_is_an_integer_space() -> None:
     ({"optimizer.lr": "interval(1e-3"}, [], "parse"),
 ])
 def test_bad_search_space_is_one_line(params: dict[str, str], argv: list[str], match: str) -> None:
-    from powertrain.sweep import build_space
+    from powertrain.launch.search import build_space
 
     with pytest.raises(ConfigError, match=match) as e:
         build_space(params, argv)
@@ -149,7 +149,7 @@ def test_bad_search_space_is_one_line(params: dict[str, str], argv: list[str], m
 
 
 def test_grid_sampler_needs_explicit_values() -> None:
-    from powertrain.sweep import build_sampler, build_space
+    from powertrain.launch.search import build_sampler, build_space
 
     _, space = build_space({}, ["optimizer.lr=interval(1e-3, 1e-1)"])
     with pytest.raises(ConfigError, match="sampler=grid"):
@@ -163,7 +163,7 @@ def test_grid_sampler_needs_explicit_values() -> None:
     (["hydra.sweeper.direction=[maximize]", "hydra.sweeper.objective=[accuracy,energy]"], "direction"),
 ])
 def test_check_argv_rejects_bad_sweeper_input(argv: list[str], match: str) -> None:
-    from powertrain.sweep import check_argv
+    from powertrain.launch.search import check_argv
 
     with pytest.raises(ConfigError, match=match):
         check_argv(["-m", "hydra/sweeper=optuna", *argv])
@@ -185,7 +185,7 @@ def _run_dir(tmp_path: Path, status: str, checkpoint: bool = True) -> Path:
 
 
 def test_resume_argv_uses_the_preempted_attempts_overrides(tmp_path: Path) -> None:
-    from powertrain.resume import resume_argv
+    from powertrain.compose.resume import resume_argv
 
     d = _run_dir(tmp_path, "preempted")
     assert resume_argv([f"resume={d}", "verbose=false"]) == [
@@ -195,7 +195,7 @@ def test_resume_argv_uses_the_preempted_attempts_overrides(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("status, checkpoint", [("completed", True), ("preempted", False)])
 def test_resume_refuses_a_run_with_nothing_to_resume(tmp_path: Path, status: str, checkpoint: bool) -> None:
-    from powertrain.resume import resume_argv
+    from powertrain.compose.resume import resume_argv
 
     d = _run_dir(tmp_path, status, checkpoint)
     with pytest.raises(ConfigError, match="nothing to resume"):
@@ -245,7 +245,7 @@ def test_int_interval_rounds_bounds_inwards_and_quotes_survive():
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from powertrain.config import ConfigError
-    from powertrain.sweep import build_space, trial_overrides
+    from powertrain.launch.search import build_space, trial_overrides
 
     _, space = build_space({}, ["batch_size=tag(int,interval(0.5,8))"])
     dist = space["batch_size"].distribution

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from powertrain.errors import ConfigError
+from powertrain.config.errors import ConfigError
 
 
 def _fail(err: ConfigError | str) -> None:
@@ -36,9 +36,9 @@ def task(dcfg: Any) -> Any:
     from hydra.types import RunMode
     from omegaconf import OmegaConf
 
+    from powertrain.compose.validate import validate
     from powertrain.results import exit_code, write_failed
     from powertrain.run import run
-    from powertrain.validate import validate
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
@@ -58,7 +58,7 @@ def task(dcfg: Any) -> Any:
         write_failed(run_dir, overrides, str(e), config_dict)
         return _bad_input(e, multirun)
     if cfg.predict:  # profile a few steps and predict; nothing trains to the end, no result.json
-        from powertrain.predict import predict_task
+        from powertrain.launch.predict import predict_task
 
         try:
             return predict_task(cfg, run_dir, overrides, config_dict,
@@ -77,8 +77,8 @@ def task(dcfg: Any) -> Any:
             if not multirun and record["status"] != "completed":
                 sys.exit(1)
             return {"status": record["status"], "dir": str(run_dir)}
-        from powertrain.distributed import detect_world
-        from powertrain.distributed_local import launch_local
+        from powertrain.launch.ddp import launch_local
+        from powertrain.run.distributed import detect_world
 
         if cfg.distributed.nproc_per_node > 1 and detect_world() is None:  # this command starts the ranks
             result = launch_local(cfg, run_dir, overrides, sweep_id)
@@ -118,10 +118,10 @@ def main() -> None:
         from powertrain.studies import analyzer
 
         sys.exit(report_main(sys.argv[2:], analyzer=analyzer))
-    from powertrain.overrides import check_overrides
-    from powertrain.resume import resume_argv
-    from powertrain.slurm_check import check_launcher_argv
-    from powertrain.sweep import check_argv as check_sweep_argv
+    from powertrain.compose.overrides import check_overrides
+    from powertrain.compose.resume import resume_argv
+    from powertrain.launch.search import check_argv as check_sweep_argv
+    from powertrain.launch.slurm import check_launcher_argv
 
     try:
         sys.argv[1:] = resume_argv(sys.argv[1:])  # resume=<run_dir> -> that run's overrides + its dir
@@ -133,8 +133,8 @@ def main() -> None:
 
     import hydra
 
-    from powertrain.paths import conf_dir
-    from powertrain.validate import register_configs
+    from powertrain.compose.validate import register_configs
+    from powertrain.config.paths import conf_dir
 
     register_configs()
     if any(a.lstrip("+") in ("predict=true", "predict=True") for a in sys.argv[1:]):

@@ -10,7 +10,7 @@ import sys
 
 def main() -> None:
     """Forward to the entry point with ``experiment=NAME``."""
-    from powertrain.paths import conf_dir
+    from powertrain.config.paths import conf_dir
 
     names = sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))
     if len(sys.argv) < 2 or sys.argv[1] not in names:

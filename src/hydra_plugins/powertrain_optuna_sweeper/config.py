@@ -2,6 +2,6 @@
 
 from hydra.core.config_store import ConfigStore
 
-from powertrain.sweep import OptunaSweeperConf
+from powertrain.launch.search import OptunaSweeperConf
 
 ConfigStore.instance().store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf, provider="powertrain")

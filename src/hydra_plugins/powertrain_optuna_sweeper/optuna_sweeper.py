@@ -4,7 +4,7 @@ Each trial is one Hydra job (``<sweep>/<job>/``); its objective values are read 
 result.json (the source of truth, also under the Slurm launcher where the return value travels by
 pickle). A job that failed, diverged, was preempted or left no result.json is told to Optuna as
 ``TrialState.FAIL``: the search goes on. With ``pruner`` set, each trial reports its epochs to the study
-(``powertrain.prune``) and a trial its pruner stopped (status ``pruned``) is told ``TrialState.PRUNED``.
+(``powertrain.run.prune``) and a trial its pruner stopped (status ``pruned``) is told ``TrialState.PRUNED``.
 ``optuna_study.json`` at the sweep root maps trials to jobs;
 the sweep summary (``powertrain.report``) reads it for trial numbers, objectives and the Pareto front.
 """
@@ -27,10 +27,10 @@ MISSED_TARGET_FACTOR = 2.0
 
 
 class PowertrainOptunaSweeper(Sweeper):
-    """Optuna search over Hydra overrides; see ``powertrain.sweep.OptunaSweeperConf`` for the keys."""
+    """Optuna search over Hydra overrides; see ``powertrain.launch.search.OptunaSweeperConf`` for the keys."""
 
     def __init__(self, **conf: Any) -> None:
-        from powertrain.sweep import check_conf, objectives_and_directions
+        from powertrain.launch.search import check_conf, objectives_and_directions
 
         self.conf = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in conf.items()}
         check_conf(self.conf)  # before anything is launched
@@ -50,8 +50,14 @@ class PowertrainOptunaSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> list[Any]:
         import optuna
 
-        from powertrain.prune import PrunerSpec, build_pruner, env_overrides, trial_env
-        from powertrain.sweep import build_sampler, build_space, grid_size, storage_url, trial_overrides
+        from powertrain.launch.search import (
+            build_sampler,
+            build_space,
+            grid_size,
+            storage_url,
+            trial_overrides,
+        )
+        from powertrain.run.prune import PrunerSpec, build_pruner, env_overrides, trial_env
 
         assert self.config is not None and self.launcher is not None
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweeper logs the study line itself

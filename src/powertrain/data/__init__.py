@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from powertrain.checks import FIELD_CHECKS, check_value, one_of, run_check
 from powertrain.config import ConfigError, DatasetConfig
-from powertrain.registry import Registry
+from powertrain.config.checks import FIELD_CHECKS, check_value, one_of, run_check
+from powertrain.config.registry import Registry
 
 
 @dataclass
@@ -77,7 +77,7 @@ def dataset_preset(name: str, key: str = "paradigm.tasks") -> DatasetConfig:
 
     from omegaconf import OmegaConf
 
-    from powertrain.paths import conf_dir
+    from powertrain.config.paths import conf_dir
 
     folder = conf_dir() / "dataset"
     path = folder / f"{name}.yaml"

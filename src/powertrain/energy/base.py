@@ -20,6 +20,8 @@ from typing import Any, Optional
 
 log = logging.getLogger(__name__)
 
+J_PER_KWH = 3.6e6  # joules in a kilowatt-hour: the one conversion (carbon, predictions, CodeCarbon CSV)
+
 
 @dataclass
 class ComponentEnergy:

@@ -87,7 +87,7 @@ def lookup_cpu_tdp(model: str) -> tuple[Optional[float], Optional[str]]:
     return best[2], best[1]
 
 
-# The other processes of this run on this node: a distributed run's local ranks (powertrain.distributed).
+# The other processes of this run on this node: a distributed run's local ranks (powertrain.run.distributed).
 # One rank per node meters the node's CPU and DRAM, so its estimates bill their CPU time and memory too.
 _PEER_PIDS: tuple[int, ...] = ()
 _PEER_CPU_S: dict[int, float] = {}  # last CPU time read per peer: a peer that exits keeps what it used

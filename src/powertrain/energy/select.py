@@ -252,7 +252,7 @@ def build_meter(
         affinity: the CPUs this process may use (default ``os.sched_getaffinity``).
         cuda_uuid: ordinal -> CUDA's UUID (default: torch's), to find the run's GPU in NVML.
         cpu: meter this node's CPU packages and DRAM; False in a distributed run's ranks that do not own
-            them (one rank per node does, ``powertrain.distributed``).
+            them (one rank per node does, ``powertrain.run.distributed``).
     """
     environ = os.environ if environ is None else environ
     paths = host or HostPaths()

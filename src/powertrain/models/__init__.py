@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from powertrain.config import ConfigError, ModelConfig
-from powertrain.registry import Registry
+from powertrain.config.registry import Registry
 
 Builder = Callable[[ModelConfig, tuple[int, int, int], int], nn.Module]
 MODELS: Registry[Builder] = Registry()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
 from powertrain.config import RunConfig
-from powertrain.registry import LazyModules
+from powertrain.config.registry import LazyModules
 
 if TYPE_CHECKING:
     import torch

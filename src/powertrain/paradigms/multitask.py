@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from powertrain.checks import Check, each, fraction_open_closed, non_negative, one_of
 from powertrain.config import ConfigError, ParadigmConfig, RunConfig
+from powertrain.config.checks import Check, each, fraction_open_closed, non_negative, one_of
 from powertrain.data import DataSplits, DeviceBatches, dataset_preset, describe, load_dataset
 from powertrain.models import create_model
 from powertrain.models.parts import split_for_heads

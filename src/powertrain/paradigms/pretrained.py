@@ -20,8 +20,8 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from powertrain.checks import Check, at_least, non_negative, one_of, optional, run_check
 from powertrain.config import ConfigError, ParadigmConfig, RunConfig
+from powertrain.config.checks import Check, at_least, non_negative, one_of, optional, run_check
 from powertrain.models import parts
 from powertrain.paradigms import Setup, single_task
 from powertrain.paradigms._timm_weights import load_timm_pretrained

@@ -12,13 +12,14 @@ import csv
 from pathlib import Path
 from typing import Any, Optional
 
+from powertrain.energy.base import J_PER_KWH
+
 COLUMNS = ("timestamp", "project_name", "run_id", "experiment_id", "duration", "emissions", "emissions_rate",
            "cpu_utilization_percent", "ram_utilization_percent", "ram_used_gb", "cpu_power", "gpu_power",
            "ram_power", "cpu_energy", "gpu_energy", "ram_energy", "energy_consumed", "water_consumed",
            "country_name", "country_iso_code", "region", "cloud_provider", "cloud_region", "os",
            "python_version", "codecarbon_version", "cpu_count", "cpu_model", "gpu_count", "gpu_model",
            "longitude", "latitude", "ram_total_size", "tracking_mode", "on_cloud", "pue", "wue")
-J_PER_KWH = 3.6e6
 KIND_COLUMN = {"cpu": "cpu", "gpu": "gpu", "dram": "ram"}  # powertrain component kind -> CodeCarbon prefix
 
 

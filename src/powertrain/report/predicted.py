@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from powertrain.report.sections import Section, Table
 
-PREDICT_JSON = "predict.json"  # powertrain.predict.PREDICT_JSON (not imported: predict pulls in torch)
+PREDICT_JSON = "predict.json"  # powertrain.launch.predict.PREDICT_JSON (not imported: predict pulls in torch)
 
 
 # overrides that change neither what trains nor what it costs: not part of a job's identity here

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 from powertrain.config import ConfigError, RunConfig
-from powertrain.result_fill import fill_result, print_summary
+from powertrain.config.checks import check_precision
 from powertrain.results import CHECKPOINT_FILE, USABLE, exit_code, skeleton, write_result
 from powertrain.run.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from powertrain.run.fill import fill_result, print_summary
 from powertrain.run.signals import StopRequest
-from powertrain.validate import check_precision
 
 log = logging.getLogger("powertrain")
 CHECKPOINT = CHECKPOINT_FILE  # the name tests and tools have used
@@ -52,7 +52,7 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    from powertrain import distributed
+    from powertrain.run import distributed
 
     world = distributed.detect_world()  # None: one process
     if world is not None and not world.is_main:  # rank 0 speaks, tracks and writes for the run
@@ -76,13 +76,13 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
 
         import torch
 
-        from powertrain import hardware as hw
         from powertrain.energy import Ledger, build_meter
-        from powertrain.optim import build_optimizer, build_scheduler
+        from powertrain.hardware import device as hw
+        from powertrain.hardware.profiles import select_profile
         from powertrain.paradigms import build_setup
-        from powertrain.profiles import select_profile
         from powertrain.tracking import build_tracker
         from powertrain.train import FitState, fit
+        from powertrain.train.optim import build_optimizer, build_scheduler
 
         device = hw.resolve_device(cfg.hardware.device)
         if world is not None:  # join the other ranks (and take this local rank's GPU) before any work
@@ -93,7 +93,7 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
         profile = select_profile(cfg.hardware, device)
         result["hardware"] = hw.describe(device, profile)
 
-        from powertrain.energy.gpu_knobs import apply_gpu_knobs
+        from powertrain.hardware.knobs import apply_gpu_knobs
 
         knobs = apply_gpu_knobs(cfg.hardware, device)  # checked and set before training; restored in finally
         if knobs.record:
@@ -150,7 +150,7 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
             ledger.add("idle", idle)
             result["energy"]["idle_baseline_w"] = mean_power_w(idle)
 
-        from powertrain.prune import TrialReporter
+        from powertrain.run.prune import TrialReporter
 
         # set by the optuna sweeper when it prunes; None otherwise. One rank talks to the study; fit makes
         # its decision every rank's (a rank leaving alone would hang the others' next all-reduce)

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional
 
-from powertrain.errors import ConfigError
+from powertrain.config.errors import ConfigError
 from powertrain.results import CHECKPOINT_FILE
 
 

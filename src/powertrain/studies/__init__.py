@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from powertrain.config import RunConfig
-from powertrain.errors import ConfigError
-from powertrain.registry import LazyModules
+from powertrain.config.errors import ConfigError
+from powertrain.config.registry import LazyModules
 
 SCHEMA = "powertrain.study/1"
 STUDY_FILE = "study.json"

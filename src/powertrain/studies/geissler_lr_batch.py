@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from powertrain.checks import Check, at_least, each, positive
 from powertrain.config import RunConfig, StudyConfig
-from powertrain.errors import ConfigError
+from powertrain.config.checks import Check, at_least, each, positive
+from powertrain.config.errors import ConfigError
 from powertrain.studies._common import finish
 
 if TYPE_CHECKING:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from powertrain.checks import Check, each, fraction_open_closed, one_of
 from powertrain.config import RunConfig, StudyConfig
-from powertrain.errors import ConfigError
+from powertrain.config.checks import Check, each, fraction_open_closed, one_of
+from powertrain.config.errors import ConfigError
 from powertrain.studies._common import finish, fmt_j, fmt_pct, joules, override_value, part_row, pct
 
 if TYPE_CHECKING:

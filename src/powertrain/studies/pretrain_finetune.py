@@ -13,9 +13,9 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
-from powertrain.checks import Check, at_least, one_of
 from powertrain.config import RunConfig, StudyConfig
-from powertrain.errors import ConfigError
+from powertrain.config.checks import Check, at_least, one_of
+from powertrain.config.errors import ConfigError
 from powertrain.results import SUCCESS
 from powertrain.studies._common import (
     dataset_label,

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
-from powertrain.checks import Check, at_least, each
 from powertrain.config import RunConfig, StudyConfig
-from powertrain.errors import ConfigError
+from powertrain.config.checks import Check, at_least, each
+from powertrain.config.errors import ConfigError
 from powertrain.studies._common import finish, fmt_pct
 
 if TYPE_CHECKING:

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from powertrain.checks import Check, at_least, each, one_of, optional
 from powertrain.config import RunConfig, StudyConfig
-from powertrain.errors import ConfigError
+from powertrain.config.checks import Check, at_least, each, one_of, optional
+from powertrain.config.errors import ConfigError
 from powertrain.studies._common import finish, fmt_pct
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """The local launcher of a distributed run: ``distributed.nproc_per_node=N`` starts N ranks and outlives them.
 
-Each rank is ``python -m powertrain`` with the same overrides (``powertrain.distributed`` reads the
+Each rank is ``python -m powertrain`` with the same overrides (``powertrain.run.distributed`` reads the
 variables set here). This process is the survivor: when a rank dies it names it in result.json.
 """
 
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from powertrain.distributed import ENV_LAUNCHER, ENV_SWEEP_ID, RANK_VIEWS, _result_since
+from powertrain.run.distributed import ENV_LAUNCHER, ENV_SWEEP_ID, RANK_VIEWS, _result_since
 
 
 def free_port() -> int:

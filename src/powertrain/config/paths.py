@@ -7,8 +7,8 @@ from pathlib import Path
 
 def conf_dir() -> Path:
     """The Hydra config directory: packaged in a wheel as ``powertrain/conf``, else the repo's ``conf/``."""
-    here = Path(__file__).resolve().parent
-    packaged = here / "conf"
+    package = Path(__file__).resolve().parents[1]  # src/powertrain (or site-packages/powertrain)
+    packaged = package / "conf"
     if packaged.is_dir():
         return packaged
-    return here.parents[1] / "conf"  # editable install / source checkout: <repo>/src/powertrain
+    return package.parents[1] / "conf"  # editable install / source checkout: <repo>/src/powertrain

@@ -20,10 +20,12 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Optional
+
+from powertrain.config.checks import check_clocks, parse_clocks  # noqa: F401  (one clock parser)
 
 log = logging.getLogger(__name__)
 
@@ -35,33 +37,6 @@ HOW_TO_GET_PERMISSION = (
     "root or CAP_SYS_ADMIN to change GPU settings: run as root (sudo), add the capability "
     "(docker run --cap-add SYS_ADMIN), or ask an admin; else leave the knob unset"
 )
-
-
-def parse_clocks(value: Any) -> Optional[tuple[int, int]]:
-    """``hardware.gpu_locked_clocks_mhz`` as (min, max) MHz: one value locks both ends.
-
-    Raises:
-        ValueError: with what is allowed, for anything else.
-    """
-    if value is None:
-        return None
-    # a list from the CLI arrives as omegaconf's ListConfig, a Sequence
-    values = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
-    ok = 1 <= len(values) <= 2 and all(
-        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
-    )
-    if not ok or values[0] > values[-1]:
-        raise ValueError("null, one clock in MHz, or a [min, max] pair of clocks in MHz with min <= max")
-    return values[0], values[-1]
-
-
-def check_clocks(value: Any) -> Optional[str]:
-    """The config check for ``hardware.gpu_locked_clocks_mhz`` (None = allowed)."""
-    try:
-        parse_clocks(value)
-    except ValueError as err:
-        return str(err)
-    return None
 
 
 def requested(hardware: Any) -> dict[str, Any]:

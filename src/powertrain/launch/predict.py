@@ -35,8 +35,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from powertrain.config import ConfigError, RunConfig, get_dotted
+from powertrain.energy.base import J_PER_KWH
 
-SCHEMA = "powertrain.predict/1"
+SCHEMA = "powertrain.launch.predict/1"
 PREDICT_JSON = "predict.json"
 PREDICT_DIR = ".predict"  # a dot dir: the sweep report does not take it for a job
 COST_KEYS = ("model", "dataset", "batch_size", "eval_batch_size", "precision", "compile", "hardware",
@@ -67,15 +68,15 @@ def profile(cfg: RunConfig) -> dict[str, Any]:
     """Meter a few training steps and one evaluation of ``cfg``'s setup; train nothing to the end."""
     import torch
 
-    from powertrain import hardware as hw
+    from powertrain.config.checks import check_precision
     from powertrain.energy import build_meter
-    from powertrain.energy.gpu_knobs import apply_gpu_knobs
-    from powertrain.optim import build_optimizer
+    from powertrain.hardware import device as hw
+    from powertrain.hardware.knobs import apply_gpu_knobs
+    from powertrain.hardware.profiles import select_profile
     from powertrain.paradigms import build_setup
-    from powertrain.profiles import select_profile
     from powertrain.run import _autocast_factory, _seed_everything
     from powertrain.train import train_step
-    from powertrain.validate import check_precision
+    from powertrain.train.optim import build_optimizer
 
     t_start = time.perf_counter()
     device = hw.resolve_device(cfg.hardware.device)
@@ -166,7 +167,7 @@ def predict_job(cfg: RunConfig, prof: Mapping[str, Any]) -> dict[str, Any]:
     if intensity is not None:
         carbon_g = carbon.operational_g(cfg.carbon, intensity, energy_j)
     return {"epochs": epochs, "steps": epochs * prof["steps_per_epoch"], "energy_j": energy_j,
-            "energy_kwh": energy_j / 3.6e6, "uncertainty_j": rel * energy_j, "uncertainty_share": rel,
+            "energy_kwh": energy_j / J_PER_KWH, "uncertainty_j": rel * energy_j, "uncertainty_share": rel,
             "setup_j": prof["setup_j"], "wall_s": wall_s, "carbon_g": carbon_g, "assumptions": assumptions}
 
 
@@ -238,7 +239,7 @@ def assemble(entries: list[dict[str, Any]], parallelism: tuple[int, str]) -> dic
                        "total: the sum of the jobs' (errors taken as correlated)",
         "parallelism": {"jobs_at_once": parallelism[0], "launcher": parallelism[1]},
         "total": {"jobs": len(entries), "cost_configs": len(profiles), "energy_j": total_j,
-                  "energy_kwh": total_j / 3.6e6, "uncertainty_j": sum(e["uncertainty_j"] for e in entries),
+                  "energy_kwh": total_j / J_PER_KWH, "uncertainty_j": sum(e["uncertainty_j"] for e in entries),
                   "setup_j": sum(e["setup_j"] for e in entries),
                   "carbon_g": sum(carbons) if carbons and all(c is not None for c in carbons) else None,
                   "wall_s_serial": sum(walls), "wall_s_parallel": makespan_s(walls, parallelism[0]),

@@ -12,14 +12,14 @@ import os
 from dataclasses import fields
 from typing import Any, Optional
 
-from powertrain.checks import FIELD_CHECKS, Check, one_of, optional, run_check
 from powertrain.config import GROUPS, RunConfig, StudyConfig, data_root, get_dotted
-from powertrain.errors import ConfigError
+from powertrain.config.checks import FIELD_CHECKS, Check, check_precision, one_of, optional, run_check
+from powertrain.config.errors import ConfigError
 
 # datasets generated or shipped inside a package: they need no files under dataset.root
 EMBEDDED_DATASETS = ("digits", "synthetic", "mnist_5k")
 
-__all__ = ["ConfigError", "validate", "check_value", "register_configs", "schema", "check_precision"]
+__all__ = ["ConfigError", "validate", "check_value", "register_configs", "schema"]
 
 
 def _region(v: Any) -> Optional[str]:
@@ -38,9 +38,9 @@ def name_checks() -> dict[str, Check]:
     from powertrain.models import cnn as _cnn  # noqa: F401  (register the families)
     from powertrain.models import dense as _dense  # noqa: F401
     from powertrain.models import timm_models as _timm  # noqa: F401
-    from powertrain.optim import OPTIMIZERS, SCHEDULERS
     from powertrain.paradigms import PARADIGMS
     from powertrain.studies import STUDIES
+    from powertrain.train.optim import OPTIMIZERS, SCHEDULERS
 
     checks: dict[str, Check] = {
         "model.family": one_of(MODELS),
@@ -161,19 +161,15 @@ def _call_check(module: Any, cfg: RunConfig) -> None:
         check(cfg)
 
 
-def check_precision(precision: str, device_type: str) -> None:
-    """bf16/fp16 autocast needs CUDA: refuse it rather than silently train in fp32."""
-    if precision != "fp32" and device_type != "cuda":
-        raise ConfigError("precision", precision, "fp32 on CPU (bf16/fp16 autocast needs CUDA)")
-
-
 def _check_combinations(cfg: RunConfig) -> None:
     if cfg.hardware.device == "cpu":  # hardware.device=auto is checked once run() knows the device
         check_precision(cfg.precision, "cpu")
-        from powertrain.energy.gpu_knobs import check_gpu_run  # GPU knobs need a GPU run
+        from powertrain.hardware.knobs import check_gpu_run  # GPU knobs need a GPU run
 
         check_gpu_run(cfg.hardware, "cpu")
-    from powertrain.distributed import check as check_distributed  # world size vs batch, paradigm, backend
+    from powertrain.run.distributed import (
+        check as check_distributed,  # world size vs batch, paradigm, backend
+    )
 
     check_distributed(cfg)
     if cfg.optimizer.nesterov and (cfg.optimizer.name != "sgd" or cfg.optimizer.momentum <= 0):

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from powertrain.config import RunConfig
-from powertrain.errors import ConfigError
+from powertrain.config.errors import ConfigError
 from powertrain.results import RESULT_FILE, now_iso
 
 

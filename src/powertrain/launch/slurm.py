@@ -66,7 +66,7 @@ def _base_of(name: str, conf_dir: Path, depth: int = 0) -> Optional[str]:
 def launcher_keys(name: str, conf_dir: Optional[Path] = None) -> Optional[tuple[str, ...]]:
     """The keys launcher config ``name`` accepts, or None if it is not one whose schema we know."""
     if conf_dir is None:
-        from powertrain.paths import conf_dir as _conf_dir
+        from powertrain.config.paths import conf_dir as _conf_dir
 
         conf_dir = _conf_dir()
     base = _base_of(name, conf_dir)

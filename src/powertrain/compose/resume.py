@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from powertrain.errors import ConfigError
+from powertrain.config.errors import ConfigError
 from powertrain.results import CHECKPOINT_FILE
 
 KEY = "resume="

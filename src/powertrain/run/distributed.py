@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from powertrain.errors import ConfigError
+from powertrain.config.errors import ConfigError
 
 ENV_LAUNCHER = "POWERTRAIN_LAUNCHER"  # "local": the ranks' parent is launch_local, which names a dead rank
 ENV_SWEEP_ID = "POWERTRAIN_SWEEP_ID"  # a multirun job's sweep id, for ranks started by launch_local

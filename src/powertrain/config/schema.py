@@ -1,9 +1,9 @@
 """Typed run configuration: the schema Hydra composes into, and nothing else.
 
-The dataclasses below are registered in Hydra's ConfigStore (``powertrain.validate.register_configs``) as
+The dataclasses below are registered in Hydra's ConfigStore (``powertrain.compose.validate.register_configs``) as
 ``base_config`` and ``base_<group>``, so each YAML file under ``conf/`` holds values only. Their defaults
 equal the defaults conf/config.yaml composes (tests/test_config.py pins that). Checks live in
-``powertrain.validate``; paradigms and study drivers subclass ``ParadigmConfig`` / ``StudyConfig`` in
+``powertrain.compose.validate``; paradigms and study drivers subclass ``ParadigmConfig`` / ``StudyConfig`` in
 their own modules. This module imports nothing from the rest of powertrain except the error type.
 """
 
@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from powertrain.errors import ConfigError
+from powertrain.config.errors import ConfigError
 
 __all__ = ["ConfigError", "RunConfig", "GROUPS", "data_root"]
 

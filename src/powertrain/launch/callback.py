@@ -30,7 +30,7 @@ class SweepSummary(Callback):
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         if config.get("predict"):  # nothing ran: the jobs' predictions are the sweep's record
-            from powertrain.predict import finish_sweep
+            from powertrain.launch.predict import finish_sweep
 
             finish_sweep(sweep_dir, config.hydra.launcher, print_table=self.print_table)
             return

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from powertrain.config import HardwareConfig
-from powertrain.paths import conf_dir
+from powertrain.config.paths import conf_dir
 
 NUMBERS = ("tdp_w", "embodied_kgco2e", "lifetime_years", "utilization")
 GENERIC = ("auto", "cpu", "cuda")

@@ -1,17 +1,17 @@
 """Value checks by dotted key: small predicates that return None (fine) or what is allowed.
 
-A leaf module (imports only ``powertrain.errors``), so data, models and carbon may use it. The checks of
+A leaf module (imports only ``powertrain.config.errors``), so data, models and carbon may use it. The checks of
 names (which model families, datasets, paradigms ... exist) come from the registries and are added by
-``powertrain.validate``, which sits above all of them.
+``powertrain.compose.validate``, which sits above all of them.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Optional
 
-from powertrain.errors import ConfigError, one_of_message
+from powertrain.config.errors import ConfigError, one_of_message
 
 Check = Callable[[Any], Optional[str]]
 
@@ -112,7 +112,7 @@ FIELD_CHECKS: dict[str, Check] = {
     "hardware.utilization": optional(fraction_open_closed),
     "hardware.cpu_threads": optional(at_least(1)),
     "hardware.gpu_power_limit_w": optional(positive),
-    "hardware.gpu_locked_clocks_mhz": lambda v: _gpu_clocks(v),
+    "hardware.gpu_locked_clocks_mhz": lambda v: check_clocks(v),
     "energy.idle_baseline_s": non_negative,
     "energy.sample_hz": lambda v: None if 1 <= v <= 1000 else "a number in [1, 1000]",
     "energy.cpu_idle_share": fraction_closed,
@@ -159,7 +159,34 @@ def check_value(key: str, value: Any) -> None:
     run_check(key, value, FIELD_CHECKS.get(key))
 
 
-def _gpu_clocks(v: Any) -> Optional[str]:
-    from powertrain.energy.gpu_knobs import check_clocks  # one clock parser, beside the code that sets them
+def parse_clocks(value: Any) -> Optional[tuple[int, int]]:
+    """``hardware.gpu_locked_clocks_mhz`` as (min, max) MHz: one value locks both ends.
 
-    return check_clocks(v)
+    Raises:
+        ValueError: with what is allowed, for anything else.
+    """
+    if value is None:
+        return None
+    # a list from the CLI arrives as omegaconf's ListConfig, a Sequence
+    values = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+    ok = 1 <= len(values) <= 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
+    )
+    if not ok or values[0] > values[-1]:
+        raise ValueError("null, one clock in MHz, or a [min, max] pair of clocks in MHz with min <= max")
+    return values[0], values[-1]
+
+
+def check_clocks(value: Any) -> Optional[str]:
+    """The config check for ``hardware.gpu_locked_clocks_mhz`` (None = allowed)."""
+    try:
+        parse_clocks(value)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def check_precision(precision: str, device_type: str) -> None:
+    """bf16/fp16 autocast needs CUDA: refuse it rather than silently train in fp32."""
+    if precision != "fp32" and device_type != "cuda":
+        raise ConfigError("precision", precision, "fp32 on CPU (bf16/fp16 autocast needs CUDA)")

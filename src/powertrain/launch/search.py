@@ -41,7 +41,7 @@ class OptunaSweeperConf:
     study_name: str = "powertrain"
     load_if_exists: bool = True  # with storage: continue the study of that name
     params: dict[str, str] = field(default_factory=dict)  # key -> search space expression
-    # stop losing trials at an epoch's end (powertrain.prune); needs one objective. Without a storage the
+    # stop losing trials at an epoch's end (powertrain.run.prune); needs one objective. Without a storage the
     # study lives in <sweep_dir>/optuna_study.db, so trials in other processes or Slurm tasks reach it
     pruner: str = "none"  # none | median | successive_halving | hyperband
     pruner_startup_trials: int = 3  # median: trials that finish before any is pruned
@@ -100,7 +100,7 @@ def check_conf(conf: dict[str, Any]) -> None:
     if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
         raise ConfigError("hydra.sweeper.n_startup_trials", v, "null or an integer >= 0")
     objs, _ = objectives_and_directions(conf.get("objective", "accuracy"), conf.get("direction"))
-    from powertrain.prune import PRUNERS
+    from powertrain.run.prune import PRUNERS
 
     pruner = conf.get("pruner", "none")
     if pruner not in PRUNERS:
@@ -125,7 +125,7 @@ class Param:
 
 
 def _check_bound(key: str, value: Any) -> None:
-    from powertrain.overrides import check_overrides
+    from powertrain.compose.overrides import check_overrides
 
     if not key.startswith("hydra."):
         check_overrides([f"{key}={value}"])  # a bound the run would refuse fails now, not in every trial

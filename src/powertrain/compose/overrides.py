@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Optional
 
+from powertrain.compose.validate import check_value
+from powertrain.compose.validate import schema as run_schema
 from powertrain.config import GROUPS
-from powertrain.errors import ConfigError, did_you_mean, one_of_message
-from powertrain.validate import check_value
-from powertrain.validate import schema as run_schema
+from powertrain.config.errors import ConfigError, did_you_mean, one_of_message
 
 # groups a bare ``name=option`` selects (experiment is optional: no preset unless named)
 CHOICE_GROUPS = (*GROUPS, "experiment")
@@ -59,7 +59,7 @@ def _preset(experiment: Optional[str]) -> tuple[Optional[str], Optional[str]]:
         return None, None
     from omegaconf import OmegaConf
 
-    from powertrain.paths import conf_dir
+    from powertrain.config.paths import conf_dir
 
     node = OmegaConf.load(conf_dir() / "experiment" / f"{experiment}.yaml")
     driver = OmegaConf.select(node, "study.driver", default=None)
@@ -123,7 +123,7 @@ def check_overrides(argv: list[str]) -> None:
 
 def _check_group_option(group: str, override: Any) -> None:
     """Hydra reports an unknown group option in many lines with exit 1; make it one line (exit 2)."""
-    from powertrain.paths import conf_dir
+    from powertrain.config.paths import conf_dir
 
     options = tuple(sorted(p.stem for p in (conf_dir() / group).glob("*.yaml")))
     for value in _values(override):
