@@ -13,7 +13,7 @@ from fakes.nvml import GPU_IS_LOST, FakeGpu, FakeNvml
 from fakes.powercap import make_powercap
 from powertrain.config import EnergyConfig
 from powertrain.energy import Ledger, build_meter
-from powertrain.energy.idle import measure_idle, measure_idle_w
+from powertrain.energy.idle import mean_power_w, measure_idle
 
 
 @pytest.fixture
@@ -127,7 +127,7 @@ def test_idle_baseline_is_mean_power(tmp_path, node):
     t.start()
     try:
         m = measure_idle(meter, 0.3)
-        idle_w = measure_idle_w(meter, 0.2)
+        idle_w = mean_power_w(measure_idle(meter, 0.2))
     finally:
         stop.set()
         t.join()
@@ -135,7 +135,7 @@ def test_idle_baseline_is_mean_power(tmp_path, node):
     assert cpu_w == pytest.approx(40.0, rel=0.2)
     assert m.name == "idle" and idle_w > cpu_w * 0.5  # plus the DRAM estimate
     with pytest.raises(ValueError):
-        measure_idle_w(meter, 0)
+        measure_idle(meter, 0)
     meter.close()
 
 

@@ -142,7 +142,7 @@ def test_sigterm_restores_then_runs_the_handler_before_ours(node, tmp_path):
 
 
 def test_sigterm_during_training_restores_at_the_end_without_killing_the_run(node, tmp_path):
-    from powertrain.run import StopRequest
+    from powertrain.run.signals import StopRequest
 
     _, gpu = node()
     knobs = _apply(tmp_path, gpu_power_limit_w=150)

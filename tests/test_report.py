@@ -22,6 +22,7 @@ pytest.importorskip("matplotlib")
 
 from powertrain import report  # noqa: E402
 from powertrain.report.__main__ import main as report_main  # noqa: E402
+from powertrain.results import OPTUNA_STUDY_FILE  # noqa: E402
 
 # CodeCarbon's EmissionsData fields in order (codecarbon/output_methods/emissions_data.py, 3.x), typed out
 # here on purpose rather than imported from the module under test
@@ -268,7 +269,7 @@ def test_search_figure_for_optuna_trials(tmp_path: Path) -> None:
     accs = [0.3, 0.5, 0.45, 0.8]
     for i, a in enumerate(accs):
         _job(s / str(i), _hand_result("completed", 0.1 * (i + 1), 10.0 * (i + 1), a))
-    (s / report.STUDY_JSON).write_text(json.dumps({"trials": [{"number": i, "job": str(i)} for i in range(4)]}))
+    (s / OPTUNA_STUDY_FILE).write_text(json.dumps({"trials": [{"number": i, "job": str(i)} for i in range(4)]}))
     from powertrain.report.analysis import search_curves
 
     c = search_curves(report.load_sweep(s))["search"]

@@ -162,7 +162,7 @@ def test_stop_request_chain_survives_a_refused_requeue() -> None:
     """submitit raises UncompletedJobError when max_num_timeout is spent: the run keeps its result."""
     import signal
 
-    from powertrain.run import StopRequest
+    from powertrain.run.signals import StopRequest
 
     def refuse(signum: int, frame: object) -> None:
         raise RuntimeError("Job not requeued because: timed-out too many times.")

@@ -14,6 +14,7 @@ import pytest
 from powertrain import report
 from powertrain.config import ConfigError
 from powertrain.report.__main__ import main as report_main
+from powertrain.results import OPTUNA_STUDY_FILE, load_result
 
 
 def _job(sweep: Path, n: int, overrides: list[str], status: str | None, acc: float | None = None,
@@ -57,7 +58,7 @@ def test_a_result_json_that_is_not_an_object_is_a_failed_row(sweep: Path) -> Non
     rows = report.load_rows(sweep)
     assert [r["status"] for r in rows] == ["failed", "failed", "failed", "missing", "completed"]
     assert rows[2]["error"].startswith("unreadable result.json")
-    assert report.read_result(sweep / "3")[:2] == (None, "missing")
+    assert load_result(sweep / "3")[:2] == (None, "missing")
 
 
 def test_campaign_counts_every_joule_and_rounds_to_best(sweep: Path) -> None:
@@ -73,7 +74,7 @@ def test_campaign_counts_every_joule_and_rounds_to_best(sweep: Path) -> None:
 
 def test_objectives_given_over_a_study_take_their_own_directions(sweep: Path) -> None:
     # a study of one maximized objective must not lend its direction to other objectives asked for
-    (sweep / report.STUDY_JSON).write_text(json.dumps(
+    (sweep / OPTUNA_STUDY_FILE).write_text(json.dumps(
         {"objectives": ["accuracy"], "directions": ["maximize"], "trials": []}))
     s = report.summarize(sweep, objectives=["energy", "accuracy"])
     assert s["directions"] == ["minimize", "maximize"]
@@ -207,7 +208,7 @@ def test_resume_refuses_a_run_with_nothing_to_resume(tmp_path: Path, status: str
 
 def test_stop_request_defers_the_earlier_handler_until_chain() -> None:
     """Under submitit, SIGUSR2's requeue handler must run only after our checkpoint, not on the signal."""
-    from powertrain.run import StopRequest
+    from powertrain.run.signals import StopRequest
 
     calls: list[Any] = []
     original = signal.signal(signal.SIGUSR2, lambda s, f: calls.append(s))
@@ -227,7 +228,7 @@ def test_stop_request_defers_the_earlier_handler_until_chain() -> None:
 
 
 def test_stop_request_without_earlier_handler_just_stops() -> None:
-    from powertrain.run import StopRequest
+    from powertrain.run.signals import StopRequest
 
     original = signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:

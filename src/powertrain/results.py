@@ -21,6 +21,8 @@ SUCCESS = ("completed", "target_reached")  # exit code 0
 USABLE = ("completed", "target_reached", "budget_exhausted")  # a finished run with metrics worth reading
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"  # the run's model/optimizer state (resume, paradigm.from_run)
+STUDY_FILE = "study.json"  # a study preset's record at the study root (schema powertrain.study/1)
+OPTUNA_STUDY_FILE = "optuna_study.json"  # the Optuna sweeper's trial -> job map at the sweep root
 SECRET_KEYS = ("api_key", "token", "password", "secret")
 
 
@@ -99,14 +101,31 @@ def write_failed(run_dir: Path, overrides: list[str], error: str, config: Any = 
 
 
 def write_result(run_dir: Path, result: dict[str, Any]) -> Path:
-    path = Path(run_dir) / "result.json"
+    """The one writer of result.json (atomic: a reader never sees half a file)."""
+    path = Path(run_dir) / RESULT_FILE
     write_json_atomic(path, result)
     return path
 
 
 def read_result(run_dir: Path) -> dict[str, Any]:
-    with open(Path(run_dir) / "result.json") as f:
-        return json.load(f)
+    """The run's result.json; OSError or ValueError when it is missing or unreadable."""
+    with open(Path(run_dir) / RESULT_FILE) as f:
+        result = json.load(f)
+    if not isinstance(result, dict):
+        raise ValueError(f"{RESULT_FILE} holds {type(result).__name__}, not a JSON object")
+    return result
+
+
+def load_result(run_dir: Path) -> tuple[Optional[dict[str, Any]], str, Optional[str]]:
+    """(result or None, status, error) of a run directory, never raising: status ``missing`` without a
+    result.json, ``failed`` with one that cannot be read (the report lists both; neither is dropped)."""
+    try:
+        result = read_result(run_dir)
+    except FileNotFoundError:
+        return None, "missing", f"no {RESULT_FILE} (the job ended before writing one)"
+    except (OSError, ValueError) as e:
+        return None, "failed", f"unreadable {RESULT_FILE}: {e}"
+    return result, result.get("status", "failed"), result.get("error")
 
 
 def exit_code(status: str) -> int:

@@ -111,9 +111,10 @@ class PowertrainOptunaSweeper(Sweeper):
     def _tell(self, study: Any, trial: Any, ret: Any, job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
         from optuna.trial import TrialState
 
-        from powertrain.report import OK_STATUSES, objective_value, read_result
+        from powertrain.report import objective_value
+        from powertrain.results import USABLE, load_result
 
-        result, status, _ = read_result(job_dir)  # the status the sweep summary gives this job's row
+        result, status, _ = load_result(job_dir)  # the status the sweep summary gives this job's row
         values = [_objective(result, o) for o in self.objectives] if result else []
         energy_j = objective_value(result, "energy") if result else None
         job_dir = job_dir.resolve()
@@ -121,7 +122,7 @@ class PowertrainOptunaSweeper(Sweeper):
                             else str(job_dir))
         trial.set_user_attr("status", status)
         trial.set_user_attr("energy_j", energy_j)
-        ok = status in OK_STATUSES and values and all(v is not None for v in values)
+        ok = status in USABLE and values and all(v is not None for v in values)
         if ok:
             _tell_study(study, trial, values)
             state = "COMPLETE"
@@ -141,7 +142,7 @@ class PowertrainOptunaSweeper(Sweeper):
     def _write_study(self, study: Any, records: list[dict[str, Any]], sweep_dir: Path) -> None:
         from optuna.trial import TrialState
 
-        from powertrain.results import write_json_atomic
+        from powertrain.results import OPTUNA_STUDY_FILE, write_json_atomic
 
         all_trials = study.get_trials(deepcopy=False)
         complete = [t for t in all_trials if t.state == TrialState.COMPLETE]
@@ -150,7 +151,7 @@ class PowertrainOptunaSweeper(Sweeper):
             bests = study.best_trials if len(self.directions) > 1 else [study.best_trial]
             best = [{"number": t.number, "values": t.values, "params": t.params,
                      "job": t.user_attrs.get("job")} for t in bests]
-        write_json_atomic(sweep_dir / "optuna_study.json", {
+        write_json_atomic(sweep_dir / OPTUNA_STUDY_FILE, {
             "study_name": study.study_name, "storage": storage_display(self.conf.get("storage")),
             "sampler": self.conf["sampler"], "seed": self.conf.get("seed"),
             "pruner": self.conf.get("pruner") or "none",

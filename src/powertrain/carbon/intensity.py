@@ -10,13 +10,13 @@ The figures are *average* (attributional) grid intensities, not marginal ones; t
 from __future__ import annotations
 
 import csv
-import difflib
 import functools
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Optional
 
 from powertrain.config import CarbonConfig, ConfigError
+from powertrain.config.errors import close_matches
 
 # IEA's world average (≈475 gCO2/kWh, Global Energy & CO2 Status Report 2019); the figure most tools
 # (CodeCarbon, Green Algorithms) fall back to. Used only when the user opts in, and labelled.
@@ -119,7 +119,7 @@ def _unknown_region(region: str) -> str:
             f" (it has no {provider} regions, only {known}: use the country the region is in, "
             "e.g. USA, or set carbon.intensity_g_per_kwh)"
         )
-    close = difflib.get_close_matches(key, pool, n=4, cutoff=0.6)
+    close = close_matches(key, pool, n=4)
     if close:
         text += "; close matches: " + ", ".join(close)
     return text

@@ -8,11 +8,10 @@ ledger of every attempt). Equivalent by hand: the same overrides plus ``hydra.ru
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from powertrain.config.errors import ConfigError
-from powertrain.results import CHECKPOINT_FILE
+from powertrain.results import CHECKPOINT_FILE, read_result
 
 KEY = "resume="
 
@@ -32,7 +31,7 @@ def resume_argv(argv: list[str]) -> list[str]:
     run_dir = Path(raw).expanduser().resolve()
     saved = run_dir / ".hydra" / "overrides.yaml"
     try:
-        result = json.loads((run_dir / "result.json").read_text())
+        result = read_result(run_dir)
     except (OSError, ValueError):
         result = None  # killed before result.json: the checkpoint decides (run.run checks the config)
     status = result.get("status") if result else None

@@ -16,9 +16,6 @@ from powertrain.config import GROUPS, RunConfig, StudyConfig, data_root, get_dot
 from powertrain.config.checks import FIELD_CHECKS, Check, check_precision, one_of, optional, run_check
 from powertrain.config.errors import ConfigError
 
-# datasets generated or shipped inside a package: they need no files under dataset.root
-EMBEDDED_DATASETS = ("digits", "synthetic", "mnist_5k")
-
 __all__ = ["ConfigError", "validate", "check_value", "register_configs", "schema"]
 
 
@@ -34,24 +31,22 @@ def _region(v: Any) -> Optional[str]:
 def name_checks() -> dict[str, Check]:
     """Checks of keys that name a plug-in: the allowed names are the registries' keys."""
     from powertrain.data import registered_datasets
-    from powertrain.models import MODELS
-    from powertrain.models import cnn as _cnn  # noqa: F401  (register the families)
-    from powertrain.models import dense as _dense  # noqa: F401
-    from powertrain.models import timm_models as _timm  # noqa: F401
+    from powertrain.energy.select import METER_MODES
+    from powertrain.models import registered_models
     from powertrain.paradigms import PARADIGMS
     from powertrain.studies import STUDIES
+    from powertrain.tracking import TRACKERS
     from powertrain.train.optim import OPTIMIZERS, SCHEDULERS
 
     checks: dict[str, Check] = {
-        "model.family": one_of(MODELS),
+        "model.family": one_of(registered_models()),
         "dataset.name": one_of(registered_datasets()),
         "optimizer.name": one_of(OPTIMIZERS),
         "optimizer.scheduler.name": one_of(SCHEDULERS),
         "paradigm.name": one_of(PARADIGMS),
         "study.driver": optional(one_of(STUDIES)),
-        # dispatched by an if in energy.select.build_meter and tracking.build_tracker (no table there)
-        "energy.meter": one_of(("auto", "estimate")),
-        "tracking.name": one_of(("none", "wandb")),
+        "energy.meter": one_of(METER_MODES),
+        "tracking.name": one_of(TRACKERS),
         "carbon.region": _region,
     }
     for module in (*PARADIGMS.values(), *STUDIES.values()):
@@ -174,7 +169,9 @@ def _check_combinations(cfg: RunConfig) -> None:
     check_distributed(cfg)
     if cfg.optimizer.nesterov and (cfg.optimizer.name != "sgd" or cfg.optimizer.momentum <= 0):
         raise ConfigError("optimizer.nesterov", True, "only with optimizer=sgd and momentum > 0")
-    if cfg.dataset.name not in EMBEDDED_DATASETS:
+    from powertrain.data import registered_datasets
+
+    if registered_datasets().meta.get(cfg.dataset.name, {}).get("reads_root"):  # e.g. torchvision's MNIST
         root = data_root(cfg.dataset)
         if not cfg.dataset.download and not os.path.isdir(root):
             raise ConfigError(

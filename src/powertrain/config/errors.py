@@ -29,9 +29,15 @@ class ConfigError(ValueError):
         return str(self.args[0]) if self.args else ""
 
 
+def close_matches(value: Any, options: Iterable[str], n: int = 1, cutoff: float = 0.6) -> list[str]:
+    """The options closest to ``value`` (at most ``n``, best first): the one similarity measure of every
+    did-you-mean hint."""
+    return difflib.get_close_matches(str(value), list(options), n=n, cutoff=cutoff)
+
+
 def did_you_mean(value: Any, options: Iterable[str], quote: bool = True) -> str:
     """`` (did you mean 'x'?)`` for the closest option, or ``""`` when none is close."""
-    close = difflib.get_close_matches(str(value), list(options), n=1)
+    close = close_matches(value, options)
     if not close:
         return ""
     return f" (did you mean {close[0]!r}?)" if quote else f" (did you mean {close[0]}?)"

@@ -6,17 +6,26 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import ModuleType
-from typing import Optional, TypeVar
+from typing import Any, Optional, TypeVar
 
 F = TypeVar("F", bound=Callable)
 
 
 class Registry(dict[str, F]):
-    """``MODELS = Registry()``; ``@MODELS.register("dense_poly")`` adds a builder under that name."""
+    """``MODELS = Registry()``; ``@MODELS.register("dense_poly")`` adds a builder under that name.
 
-    def register(self, name: str) -> Callable[[F], F]:
+    Keyword arguments to ``register`` are facts about the entry (e.g. a dataset that reads files under
+    ``dataset.root``), kept beside it in ``meta`` so no second list of names is needed.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.meta: dict[str, dict[str, Any]] = {}
+
+    def register(self, name: str, **meta: Any) -> Callable[[F], F]:
         def deco(fn: F) -> F:
             self[name] = fn
+            self.meta[name] = dict(meta)
             return fn
 
         return deco

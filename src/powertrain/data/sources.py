@@ -153,4 +153,4 @@ def _torchvision(name: str, cfg: DatasetConfig):
 
 
 for _name in EXPECTED_FILES:
-    register_dataset(_name)(lambda cfg, _n=_name: _torchvision(_n, cfg))
+    register_dataset(_name, reads_root=True)(lambda cfg, _n=_name: _torchvision(_n, cfg))

@@ -1,6 +1,6 @@
 """Idle power baseline: what the machine draws while this process sleeps.
 
-run.py measures it before training (``energy.idle_baseline_s``) so a result can report the energy
+``RunSession`` measures it before training (``energy.idle_baseline_s``) so a result can report the energy
 above idle, the part the training itself caused.
 """
 
@@ -33,7 +33,3 @@ def mean_power_w(m: Measurement) -> float:
     """Mean power of a window in watts (0.0 for an empty window)."""
     return m.total_j / m.time_s if m.time_s > 0 else 0.0
 
-
-def measure_idle_w(meter: EnergyMeter, seconds: float) -> float:
-    """Mean power in watts over ``seconds`` of sleeping (see ``measure_idle``)."""
-    return mean_power_w(measure_idle(meter, seconds))

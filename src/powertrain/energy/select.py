@@ -39,6 +39,8 @@ from powertrain.energy.estimate import (
 )
 from powertrain.energy.rapl import DEFAULT_POWERCAP_ROOT, AttributedSource, RaplSource, build_rapl_sources
 
+METER_MODES = ("auto", "estimate")  # energy.meter: the best source per component, or estimates only
+
 
 def cpu_tdp(tdp_override: Optional[float] = None, model: Optional[str] = None) -> tuple[float, str]:
     """CPU TDP in watts and where it came from.
@@ -224,6 +226,56 @@ def _cuda_ordinal(device: Any) -> int:
     return 0
 
 
+def host_sources(energy_cfg: Any, cpu_tdp_w: Optional[float], environ: Mapping[str, str], paths: HostPaths,
+                 affinity: Optional[set[int]], force_estimate: bool) -> list[Source]:
+    """This job's CPU package and DRAM sources: RAPL billed by the job's share where readable, else the
+    labelled estimates (with the reason RAPL was not used)."""
+    sources: list[Source] = []
+    share = detect_cpu_share(environ, paths, energy_cfg.cpu_share, energy_cfg.threads_total, affinity)
+    cpu_factory, cpu_line, per_thread = cpu_estimate_factory(share, energy_cfg, cpu_tdp_w)
+    dram_note = (
+        "the per-thread CPU coefficients are shares of whole-server power and already hold some memory "
+        "power: this DRAM estimate overlaps them"
+        if per_thread
+        else None
+    )
+
+    def cpu_estimate(name: str = "cpu:package-0", reason: Optional[str] = None, split: int = 1) -> Source:
+        src = cpu_factory(name, reason, split)
+        src.billing = cpu_line
+        return src
+
+    def dram_estimate(name: str = "dram:0", n_domains: int = 1, reason: Optional[str] = None) -> Source:
+        # the model is per process, so split it across sockets rather than bill it once per socket
+        src = DramEstimate(
+            energy_cfg.dram_w_per_gb / max(n_domains, 1), name=name, reason=reason, note=dram_note
+        )
+        src.billing = f"resident memory of this process × {energy_cfg.dram_w_per_gb:g} W/GB (estimate)"
+        return src
+
+    if force_estimate:
+        rapl, why_not = [], "estimate requested (energy.meter=estimate)"
+    else:
+        root = getattr(energy_cfg, "powercap_root", None) or DEFAULT_POWERCAP_ROOT
+        n_packages = share.info.packages
+
+        def rapl_cpu_fallback(name: str) -> Source:  # one package's part of the job's estimate
+            return cpu_estimate(name, split=n_packages)
+
+        tdp_w, _ = cpu_tdp(cpu_tdp_w, model=share.info.model_name)
+        rapl, problem = build_rapl_sources(root, rapl_cpu_fallback, dram_estimate, cpu_tdp_w=tdp_w)
+        why_not = None if problem is None else f"RAPL unreadable: {problem}"
+    if why_not is not None:
+        name = "cpu:package-0" if share.info.packages == 1 or per_thread else "cpu:packages"
+        sources += [cpu_estimate(name, reason=why_not), dram_estimate(reason=why_not)]
+    else:
+        sources += _attribute_rapl(rapl, share, energy_cfg, environ, paths)
+        if not any(s.kind == "dram" for s in rapl):
+            reason = "RAPL has no dram domain on this CPU (common on client and AMD CPUs)"
+            sources.append(dram_estimate(reason=reason))
+    return sources
+
+
 def build_meter(
     energy_cfg: Any,
     device_type: Any = "cpu",
@@ -270,46 +322,5 @@ def build_meter(
     if not cpu:
         return EnergyMeter(sources, sync=sync)
 
-    share = detect_cpu_share(environ, paths, energy_cfg.cpu_share, energy_cfg.threads_total, affinity)
-    cpu_factory, cpu_line, per_thread = cpu_estimate_factory(share, energy_cfg, cpu_tdp_w)
-    dram_note = (
-        "the per-thread CPU coefficients are shares of whole-server power and already hold some memory "
-        "power: this DRAM estimate overlaps them"
-        if per_thread
-        else None
-    )
-
-    def cpu_estimate(name: str = "cpu:package-0", reason: Optional[str] = None, split: int = 1) -> Source:
-        src = cpu_factory(name, reason, split)
-        src.billing = cpu_line
-        return src
-
-    def dram_estimate(name: str = "dram:0", n_domains: int = 1, reason: Optional[str] = None) -> Source:
-        # the model is per process, so split it across sockets rather than bill it once per socket
-        src = DramEstimate(
-            energy_cfg.dram_w_per_gb / max(n_domains, 1), name=name, reason=reason, note=dram_note
-        )
-        src.billing = f"resident memory of this process × {energy_cfg.dram_w_per_gb:g} W/GB (estimate)"
-        return src
-
-    if force_estimate:
-        rapl, why_not = [], "estimate requested (energy.meter=estimate)"
-    else:
-        root = getattr(energy_cfg, "powercap_root", None) or DEFAULT_POWERCAP_ROOT
-        n_packages = share.info.packages
-
-        def rapl_cpu_fallback(name: str) -> Source:  # one package's part of the job's estimate
-            return cpu_estimate(name, split=n_packages)
-
-        tdp_w, _ = cpu_tdp(cpu_tdp_w, model=share.info.model_name)
-        rapl, problem = build_rapl_sources(root, rapl_cpu_fallback, dram_estimate, cpu_tdp_w=tdp_w)
-        why_not = None if problem is None else f"RAPL unreadable: {problem}"
-    if why_not is not None:
-        name = "cpu:package-0" if share.info.packages == 1 or per_thread else "cpu:packages"
-        sources += [cpu_estimate(name, reason=why_not), dram_estimate(reason=why_not)]
-    else:
-        sources += _attribute_rapl(rapl, share, energy_cfg, environ, paths)
-        if not any(s.kind == "dram" for s in rapl):
-            reason = "RAPL has no dram domain on this CPU (common on client and AMD CPUs)"
-            sources.append(dram_estimate(reason=reason))
+    sources += host_sources(energy_cfg, cpu_tdp_w, environ, paths, affinity, force_estimate)
     return EnergyMeter(sources, sync=sync)

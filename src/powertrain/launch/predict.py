@@ -64,67 +64,57 @@ def _steps_per_epoch(task: Any) -> int:
     return sum(1 for _ in task.batches(0))
 
 
+def _measure_steps(meter: Any, training: Any) -> tuple[int, Any, list[tuple[int, float, float]], Any]:
+    """Steps per epoch, the warm-up window, ``CHUNKS`` metered chunks (steps, J, s) and one metered eval."""
+    from powertrain.train import train_step
+
+    task, model, optimizer, scaler = training.setup.task, training.model, training.optimizer, training.scaler
+    spe = _steps_per_epoch(task)
+    batches = itertools.chain.from_iterable(task.batches(e) for e in itertools.count())
+    model.train()
+
+    def step() -> None:
+        train_step(task, model, optimizer, next(batches), scaler)
+
+    meter.begin_window("warm")
+    for _ in range(WARM_STEPS):
+        step()
+    m_warm = meter.end_window("warm")  # syncs the device
+    cap = max(1, math.ceil(spe / CHUNKS))  # about one epoch of steps in all
+    chunks: list[tuple[int, float, float]] = []
+    for _ in range(CHUNKS):
+        meter.begin_window("train")
+        n, t0 = 0, time.perf_counter()
+        while n < 1 or (n < cap and time.perf_counter() - t0 < CHUNK_MIN_S):
+            step()
+            n += 1
+        m = meter.end_window("train")
+        chunks.append((n, m.total_j, m.time_s))
+    task.evaluate(model)  # unmetered: its first pass pays one-off costs a run pays once
+    meter.begin_window("eval")
+    task.evaluate(model)
+    return spe, m_warm, chunks, meter.end_window("eval")
+
+
 def profile(cfg: RunConfig) -> dict[str, Any]:
     """Meter a few training steps and one evaluation of ``cfg``'s setup; train nothing to the end."""
-    import torch
-
-    from powertrain.config.checks import check_precision
-    from powertrain.energy import build_meter
-    from powertrain.hardware import device as hw
     from powertrain.hardware.knobs import apply_gpu_knobs
-    from powertrain.hardware.profiles import select_profile
-    from powertrain.paradigms import build_setup
-    from powertrain.run import _autocast_factory, _seed_everything
-    from powertrain.train import train_step
-    from powertrain.train.optim import build_optimizer
+    from powertrain.run.build import build_training, make_meter, open_device
 
     t_start = time.perf_counter()
-    device = hw.resolve_device(cfg.hardware.device)
-    check_precision(cfg.precision, device.type)
-    hw.set_cpu_threads(cfg.hardware.cpu_threads)
-    prof = select_profile(cfg.hardware, device)
-    knobs = apply_gpu_knobs(cfg.hardware, device)  # the run would train under them: so does its profile
-    on_gpu = device.type == "cuda"
-    meter = build_meter(cfg.energy, device, cpu_tdp_w=None if on_gpu else prof.tdp_w,
-                        gpu_tdp_w=prof.tdp_w if on_gpu else None)
+    dev = open_device(cfg)  # built as run() builds it, so the profile is of what the run would train
+    knobs = apply_gpu_knobs(cfg.hardware, dev.device)  # the run would train under them: so does its profile
+    meter = make_meter(cfg, dev)
     try:
         meter.begin_window("setup")
-        _seed_everything(cfg.seed)
-        setup = build_setup(cfg, device, _autocast_factory(cfg.precision, device))
-        optimizer = build_optimizer(cfg.optimizer, setup.param_groups)
-        scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
-        model = torch.compile(setup.model) if cfg.compile else setup.model
+        training = build_training(cfg, dev)
         m_setup = meter.end_window("setup")
-        task = setup.task
-        spe = _steps_per_epoch(task)
-        batches = itertools.chain.from_iterable(task.batches(e) for e in itertools.count())
-        model.train()
-
-        def step() -> None:
-            train_step(task, model, optimizer, next(batches), scaler)
-
-        meter.begin_window("warm")
-        for _ in range(WARM_STEPS):
-            step()
-        m_warm = meter.end_window("warm")  # syncs the device
-        cap = max(1, math.ceil(spe / CHUNKS))  # about one epoch of steps in all
-        chunks: list[tuple[int, float, float]] = []
-        for _ in range(CHUNKS):
-            meter.begin_window("train")
-            n, t0 = 0, time.perf_counter()
-            while n < 1 or (n < cap and time.perf_counter() - t0 < CHUNK_MIN_S):
-                step()
-                n += 1
-            m = meter.end_window("train")
-            chunks.append((n, m.total_j, m.time_s))
-        task.evaluate(model)  # unmetered: its first pass pays one-off costs a run pays once
-        meter.begin_window("eval")
-        task.evaluate(model)
-        m_eval = meter.end_window("eval")
+        spe, m_warm, chunks, m_eval = _measure_steps(meter, training)
         components = sorted({c.name: c.method for c in m_eval.components}.items())
     finally:
         meter.close()
         knobs.restore()
+    device = dev.device
     steps = sum(n for n, _, _ in chunks)
     step_j = sum(j for _, j, _ in chunks) / steps
     step_s = sum(s for _, _, s in chunks) / steps

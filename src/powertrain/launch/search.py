@@ -13,13 +13,13 @@ Search space, in Hydra's override syntax (in ``hydra.sweeper.params`` or on the 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from powertrain.config import ConfigError
+from powertrain.config.errors import did_you_mean, one_of_message
 
 SAMPLERS = ("grid", "random", "tpe", "gp", "nsga2")
 DIRECTIONS = ("maximize", "minimize")
@@ -69,9 +69,7 @@ def objectives_and_directions(objective: Any, direction: Any) -> tuple[list[str]
         raise ConfigError("hydra.sweeper.objective", objective, "one or more of " + ", ".join(OBJECTIVES))
     for o in objs:
         if o not in OBJECTIVES:
-            close = difflib.get_close_matches(o, OBJECTIVES, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError("hydra.sweeper.objective", o, "one of " + ", ".join(OBJECTIVES) + hint)
+            raise ConfigError("hydra.sweeper.objective", o, one_of_message(o, OBJECTIVES))
     dirs = [str(d) for d in as_list(direction)] or [OBJECTIVES[o][2] for o in objs]
     if len(dirs) != len(objs) or any(d not in DIRECTIONS for d in dirs):
         raise ConfigError("hydra.sweeper.direction", direction,
@@ -83,15 +81,11 @@ def check_conf(conf: dict[str, Any]) -> None:
     """Value checks of the sweeper settings (types are Hydra's job)."""
     unknown = [k for k in conf if k not in CONF_KEYS and k != "_target_"]
     if unknown:
-        close = difflib.get_close_matches(unknown[0], CONF_KEYS, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise ConfigError(f"hydra.sweeper.{unknown[0]}", conf[unknown[0]],
-                          "an optuna sweeper key: " + ", ".join(CONF_KEYS) + hint)
+        raise ConfigError(f"hydra.sweeper.{unknown[0]}", conf[unknown[0]], "an optuna sweeper key: "
+                          + ", ".join(CONF_KEYS) + did_you_mean(unknown[0], CONF_KEYS, quote=False))
     sampler = conf.get("sampler", "tpe")
     if sampler not in SAMPLERS:
-        close = difflib.get_close_matches(str(sampler), SAMPLERS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError("hydra.sweeper.sampler", sampler, "one of " + ", ".join(SAMPLERS) + hint)
+        raise ConfigError("hydra.sweeper.sampler", sampler, one_of_message(sampler, SAMPLERS))
     for key, low in (("n_trials", 1), ("n_jobs", 1), ("pruner_startup_trials", 0), ("pruner_warmup_epochs", 0)):
         v = conf.get(key, 1)
         if not isinstance(v, int) or isinstance(v, bool) or v < low:
@@ -104,9 +98,7 @@ def check_conf(conf: dict[str, Any]) -> None:
 
     pruner = conf.get("pruner", "none")
     if pruner not in PRUNERS:
-        close = difflib.get_close_matches(str(pruner), PRUNERS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError("hydra.sweeper.pruner", pruner, "one of " + ", ".join(PRUNERS) + hint)
+        raise ConfigError("hydra.sweeper.pruner", pruner, one_of_message(pruner, PRUNERS))
     if pruner != "none" and len(objs) > 1:
         raise ConfigError("hydra.sweeper.pruner", pruner, "none with several objectives (Optuna prunes "
                           "single-objective studies only)")

@@ -20,7 +20,6 @@ Without ``sinfo`` (submitting from a machine without Slurm client tools) or when
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import logging
 import re
 import subprocess
@@ -32,6 +31,7 @@ from typing import Any, Optional
 from hydra.experimental.callback import Callback
 
 from powertrain.config import ConfigError
+from powertrain.config.errors import did_you_mean
 
 log = logging.getLogger("powertrain")
 SINFO_TIMEOUT_S = 10.0
@@ -98,8 +98,7 @@ def check_launcher_argv(argv: list[str]) -> None:
                 return  # a launcher whose schema we do not know: Hydra checks it
         key = m.group(1)
         if key not in keys:
-            close = difflib.get_close_matches(key, keys, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(key, keys)
             # the whole key list only when there is no close match: it is long for Slurm
             allowed = ("this launcher takes no settings" if not keys
                        else f"not a setting of hydra/launcher={name}{hint}" if hint

@@ -7,7 +7,6 @@ One builder per family in a plain name → function registry (timm's ``create_mo
 
 from __future__ import annotations
 
-import difflib
 import functools
 from collections.abc import Callable
 
@@ -15,6 +14,7 @@ import torch
 from torch import nn
 
 from powertrain.config import ConfigError, ModelConfig
+from powertrain.config.errors import close_matches
 from powertrain.config.registry import Registry
 
 Builder = Callable[[ModelConfig, tuple[int, int, int], int], nn.Module]
@@ -35,10 +35,16 @@ class Resize(nn.Module):
         return nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
 
 
+def registered_models() -> Registry[Builder]:
+    """The model registry with every shipped family imported (each registers itself on import)."""
+    from powertrain.models import cnn, dense, timm_models  # noqa: F401
+
+    return MODELS
+
+
 def create_model(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     """Build the model for data of ``input_shape`` (C, H, W) with ``num_classes`` outputs."""
-    from powertrain.models import cnn, dense, timm_models  # noqa: F401  (register the families)
-
+    registered_models()
     c, h, w = input_shape
     if cfg.input_size and (cfg.input_size, cfg.input_size) != (h, w):
         model = MODELS[cfg.family](cfg, (c, cfg.input_size, cfg.input_size), num_classes)
@@ -58,6 +64,6 @@ def check_timm_name(name: str) -> None:
     names = _timm_names()
     if name in names:
         return
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    close = close_matches(name, names, n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise ConfigError("model.name", name, f"a timm model name (timm.list_models()){hint}")

@@ -11,7 +11,6 @@ result.json, the energy and carbon of producing it). ``Setup.upstream`` carries 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from powertrain.config.checks import Check, at_least, non_negative, one_of, opti
 from powertrain.models import parts
 from powertrain.paradigms import Setup, single_task
 from powertrain.paradigms._timm_weights import load_timm_pretrained
-from powertrain.results import CHECKPOINT_FILE, USABLE
+from powertrain.results import CHECKPOINT_FILE, USABLE, read_result
 
 NAME = "pretrained"
 
@@ -72,8 +71,6 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError("paradigm.upstream_energy_j", p.upstream_energy_j,
                           "null with paradigm.from_run (the upstream run's result.json supplies its cost)")
 
-# statuses of an upstream run whose weights are worth recycling (a failed or preempted one is not finished)
-USABLE_UPSTREAM = USABLE
 
 
 def build(cfg: RunConfig, device: torch.device, autocast: Callable[[], Any]) -> Setup:
@@ -128,11 +125,11 @@ def read_upstream_run(run_dir: Path) -> dict[str, Any]:
         raise ConfigError(key, str(run_dir), "a powertrain run directory holding checkpoint.pt "
                           "(the upstream run needs save_checkpoint=true)")
     try:
-        result = json.loads((run_dir / "result.json").read_text())
+        result = read_result(run_dir)
     except (OSError, ValueError) as e:
         raise ConfigError(key, str(run_dir), f"a run directory with a readable result.json ({type(e).__name__})") from e
-    if result.get("status") not in USABLE_UPSTREAM:
-        raise ConfigError(key, str(run_dir), f"a run that finished ({', '.join(USABLE_UPSTREAM)}); this one is "
+    if result.get("status") not in USABLE:  # a failed or preempted run is not finished
+        raise ConfigError(key, str(run_dir), f"a run that finished ({', '.join(USABLE)}); this one is "
                           f"{result.get('status')!r}" + (" (resume it first)" if result.get("status") == "preempted" else ""))
     if (result.get("energy") or {}).get("total_j") is None:
         raise ConfigError(key, str(run_dir), "a run whose result.json records energy.total_j")

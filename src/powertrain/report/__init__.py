@@ -15,8 +15,6 @@ from powertrain.report.summary import (
     BEST_SHARE,
     CSV_COLUMNS,
     OBJECTIVES,
-    OK_STATUSES,
-    STUDY_JSON,
     SUMMARY_CSV,
     SUMMARY_JSON,
     SUMMARY_SCHEMA,
@@ -26,7 +24,6 @@ from powertrain.report.summary import (
     load_rows,
     objective_value,
     pareto_front,
-    read_result,
     report,
     row_from_job,
     summarize,
@@ -46,7 +43,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'powertrain.report' has no attribute {name!r}")
 
 
-__all__ = ["BEST_SHARE", "CSV_COLUMNS", "OBJECTIVES", "OK_STATUSES", "STUDY_JSON", "SUMMARY_CSV", "SUMMARY_JSON",
+__all__ = ["BEST_SHARE", "CSV_COLUMNS", "OBJECTIVES", "SUMMARY_CSV", "SUMMARY_JSON",
            "SUMMARY_SCHEMA", "Section", "Table", "campaign", "factors", "format_table", "job_dirs", "load_rows",
-           "load_sweep", "objective_value", "pareto_front", "read_result", "report", "row_from_job", "summarize",
+           "load_sweep", "objective_value", "pareto_front", "report", "row_from_job", "summarize",
            "write_report", "write_summary"]

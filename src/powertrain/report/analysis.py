@@ -8,7 +8,8 @@ from typing import Any, Optional
 
 from powertrain.report.load import factors
 from powertrain.report.sections import Table
-from powertrain.report.summary import BEST_SHARE, OK_STATUSES
+from powertrain.report.summary import BEST_SHARE
+from powertrain.results import USABLE
 
 MAX_LEVELS = 12  # a factor with more distinct values is continuous (a search), not a grid axis
 
@@ -39,7 +40,7 @@ def run_labels(df: Any, keys: list[str]) -> list[str]:
 
 def pareto_mask(df: Any) -> Any:
     """Boolean Series: runs with a usable status on the accuracy-max / energy-min Pareto front."""
-    ok = df["status"].isin(OK_STATUSES) & df["final_accuracy"].notna() & df["total_j"].notna()
+    ok = df["status"].isin(USABLE) & df["final_accuracy"].notna() & df["total_j"].notna()
     mask = ok.copy()
     pts = df.loc[ok, ["final_accuracy", "total_j"]]
     for i, (a, e) in pts.iterrows():
@@ -155,7 +156,7 @@ def search_curves(df: Any) -> dict[str, Any]:
     out = {}
     for part, g in _parts(df[df["trial"].notna()]):
         g = g.sort_values("trial")
-        acc = g["final_accuracy"].where(g["status"].isin(OK_STATUSES))
+        acc = g["final_accuracy"].where(g["status"].isin(USABLE))
         out[part or "search"] = {"round": list(range(1, len(g) + 1)), "best": list(acc.cummax()),
                                  "energy_j": list(g["total_j"].fillna(0).cumsum())}
     return out
@@ -167,12 +168,12 @@ def campaign_table(df: Any) -> Table:
     parts = _parts(df)
     for part, g in parts + ([("all", df)] if len(parts) > 1 else []):
         order = g.sort_values("trial") if g["trial"].notna().all() and len(g) else g
-        ok = order[order["status"].isin(OK_STATUSES) & order["final_accuracy"].notna()]
+        ok = order[order["status"].isin(USABLE) & order["final_accuracy"].notna()]
         rounds = energy_to_best = best = None
         if len(ok):
             best = ok["final_accuracy"].max()
             spent = order["total_j"].fillna(0).cumsum()
-            first = (order["status"].isin(OK_STATUSES) & (order["final_accuracy"] >= BEST_SHARE * best)).to_numpy()
+            first = (order["status"].isin(USABLE) & (order["final_accuracy"] >= BEST_SHARE * best)).to_numpy()
             i = int(first.argmax())
             rounds, energy_to_best = i + 1, float(spent.iloc[i])
         e = g["total_j"].sum()

@@ -8,19 +8,17 @@ sweep has not ended (no sweep_summary.json marked ended above it), ``missing`` a
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, Optional
 
 from powertrain.report.summary import (
-    STUDY_JSON,
     SUMMARY_JSON,
     _get,
     _job_sort_key,
     job_dirs,
-    read_result,
     sweep_ended,
 )
+from powertrain.results import OPTUNA_STUDY_FILE, load_result
 
 # config keys that differ between runs without being a studied factor (per-run paths, bookkeeping)
 NOT_FACTORS = ("resume", "verbose", "save_checkpoint", "tracking.dir", "tracking.group", "paradigm.from_run",
@@ -64,7 +62,7 @@ def _ended(job_dir: Path, root: Path) -> bool:
 def _trials(root: Path) -> dict[Path, int]:
     """Optuna trial number of each job directory, from every optuna_study.json under ``root``."""
     out: dict[Path, int] = {}
-    for path in [root / STUDY_JSON, *root.rglob(STUDY_JSON)]:
+    for path in [root / OPTUNA_STUDY_FILE, *root.rglob(OPTUNA_STUDY_FILE)]:
         try:
             study = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -87,7 +85,7 @@ def to_target_from_history(history: Any, target: Optional[float]) -> tuple[Optio
 
 
 def _row(job_dir: Path, root: Path, trials: dict[Path, int]) -> dict[str, Any]:
-    result, status, error = read_result(job_dir)
+    result, status, error = load_result(job_dir)
     row: dict[str, Any] = {"run_dir": str(job_dir), "part": _part(job_dir.relative_to(root)),
                            "job": str(job_dir.relative_to(root)), "trial": trials.get(job_dir.resolve()),
                            "status": status, "error": error}
@@ -214,7 +212,3 @@ def factors(df: Any, include_seed: bool = False) -> list[str]:
         swept.append("seed")
     return swept
 
-
-def is_number(v: Any) -> bool:
-    """True for a finite int/float that is not a bool."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

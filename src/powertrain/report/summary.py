@@ -19,12 +19,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
+from powertrain.results import OPTUNA_STUDY_FILE, RESULT_FILE, USABLE, load_result
+
 SUMMARY_SCHEMA = "powertrain.sweep_summary/1"
 SUMMARY_JSON = "sweep_summary.json"
 SUMMARY_CSV = "sweep_summary.csv"
-STUDY_JSON = "optuna_study.json"  # written by the Optuna sweeper at the sweep root
 BEST_SHARE = 0.99  # rounds-to-best: first job within 1 % of the best accuracy
-OK_STATUSES = ("completed", "target_reached", "budget_exhausted")  # a result with usable metrics
 
 # objective name -> (row key, path in result.json, default direction)
 OBJECTIVES: dict[str, tuple[str, tuple[str, ...], str]] = {
@@ -66,7 +66,7 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     found = []
     for root, dirs, files in os.walk(sweep_dir):  # one walk
         d = Path(root)
-        marked = "result.json" in files or (".hydra" in dirs and (d / ".hydra" / "overrides.yaml").is_file())
+        marked = RESULT_FILE in files or (".hydra" in dirs and (d / ".hydra" / "overrides.yaml").is_file())
         if marked and d != sweep_dir:  # the sweep root itself is not a job
             found.append(d)
         dirs[:] = [n for n in dirs if not n.startswith(".")]  # .hydra, submitit's bookkeeping: not jobs
@@ -90,20 +90,6 @@ def _read_overrides(job_dir: Path) -> list[str]:
     return [str(v) for v in items] if isinstance(items, list) else []
 
 
-def read_result(job_dir: Path) -> tuple[Optional[dict[str, Any]], str, Optional[str]]:
-    """(result.json as a dict or None, status, error) of a job directory; status ``missing`` without a
-    result.json, ``failed`` with one that cannot be read."""
-    try:
-        result = json.loads((Path(job_dir) / "result.json").read_text())
-    except FileNotFoundError:
-        return None, "missing", "no result.json (the job ended before writing one)"
-    except (OSError, ValueError) as e:
-        return None, "failed", f"unreadable result.json: {e}"
-    if not isinstance(result, dict):
-        return None, "failed", "unreadable result.json: not a JSON object"
-    return result, result.get("status", "failed"), result.get("error")
-
-
 def row_from_job(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
     """One tidy row for a job directory (status ``missing`` if it has no readable result.json)."""
     job_dir = Path(job_dir)
@@ -113,7 +99,7 @@ def row_from_job(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
         "accuracy": None, "best_accuracy": None, "loss": None, "epochs": None, "energy_j": None,
         "carbon_g": None, "energy_to_target_j": None, "wall_s": None, "attempts": None, "dir": str(job_dir),
     }
-    result, row["status"], row["error"] = read_result(job_dir)
+    result, row["status"], row["error"] = load_result(job_dir)
     if result is None:
         return row
     row["overrides"] = list(_get(result, ("run", "overrides")) or row["overrides"])
@@ -135,7 +121,7 @@ def pareto_front(rows: Sequence[dict[str, Any]], objectives: Sequence[str],
     """Rows not dominated by any other row (only rows with a usable status and every objective)."""
     keys = [OBJECTIVES[o][0] for o in objectives]
     sign = [1.0 if d == "maximize" else -1.0 for d in directions]
-    cand = [r for r in rows if r["status"] in OK_STATUSES and all(r.get(k) is not None for k in keys)]
+    cand = [r for r in rows if r["status"] in USABLE and all(r.get(k) is not None for k in keys)]
 
     def score(r: dict[str, Any]) -> list[float]:
         return [s * r[k] for s, k in zip(sign, keys)]
@@ -165,7 +151,7 @@ def campaign(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "total_wall_s": sum(r["wall_s"] or 0.0 for r in rows),
         "best_job": None, "best_accuracy": None, "rounds_to_best": None, "energy_to_best_j": None,
     }
-    scored = [r for r in rows if r["status"] in OK_STATUSES and r["accuracy"] is not None]
+    scored = [r for r in rows if r["status"] in USABLE and r["accuracy"] is not None]
     if not scored:
         return out
     best = max(scored, key=lambda r: r["accuracy"])
@@ -188,7 +174,7 @@ def summarize(sweep_dir: Path, objectives: Optional[Sequence[str]] = None,
     sweep_dir = Path(sweep_dir).resolve()
     rows = load_rows(sweep_dir)
     study = None
-    study_path = sweep_dir / STUDY_JSON
+    study_path = sweep_dir / OPTUNA_STUDY_FILE
     if study_path.exists():
         study = json.loads(study_path.read_text())
         by_job = {t.get("job"): t for t in study.get("trials", [])}
@@ -306,6 +292,6 @@ def report(sweep_dir: Path, objectives: Optional[Sequence[str]] = None,
     return summary
 
 
-__all__ = ["OBJECTIVES", "SUMMARY_JSON", "SUMMARY_CSV", "STUDY_JSON", "campaign", "format_table", "job_dirs",
-           "load_rows", "objective_value", "pareto_front", "read_result", "report", "row_from_job", "summarize",
+__all__ = ["OBJECTIVES", "SUMMARY_JSON", "SUMMARY_CSV", "campaign", "format_table", "job_dirs",
+           "load_rows", "objective_value", "pareto_front", "report", "row_from_job", "summarize",
            "sweep_ended", "write_summary"]

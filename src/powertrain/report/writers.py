@@ -16,8 +16,8 @@ from typing import Any, Optional
 from powertrain.report import analysis, codecarbon
 from powertrain.report.load import FROM_HISTORY
 from powertrain.report.sections import Section, Table
+from powertrain.results import STUDY_FILE
 
-STUDY_FILE = "study.json"  # a study preset's record at the study root; ``driver`` names its analysis
 CSS = """body{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222;line-height:1.4}
 table{border-collapse:collapse;margin:.6em 0 1.4em;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;
 text-align:right}th{background:#f1f1f1}td:first-child,th:first-child{text-align:left}caption{caption-side:top;

@@ -71,15 +71,6 @@ class Checkpoint:
         _set_rng_state(ck["rng"])
 
 
-def save_checkpoint(path: Path, *args: Any) -> None:
-    """``Checkpoint(path.parent).save(...)``, for callers that hold a path."""
-    Checkpoint(Path(path).parent).save(*args)
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    return Checkpoint(Path(path).parent).load()
-
-
 def _rng_state() -> dict[str, Any]:
     import torch
 

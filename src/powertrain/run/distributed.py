@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from powertrain.config.errors import ConfigError
+from powertrain.results import RESULT_FILE
 
 ENV_LAUNCHER = "POWERTRAIN_LAUNCHER"  # "local": the ranks' parent is launch_local, which names a dead rank
 ENV_SWEEP_ID = "POWERTRAIN_SWEEP_ID"  # a multirun job's sweep id, for ranks started by launch_local
@@ -361,7 +362,7 @@ def _gpu_uuid(device: Any) -> Optional[str]:
 
 def _result_since(run_dir: Path, t0: float, wait_s: float = 0.0) -> bool:
     """Whether result.json was written at or after ``t0`` (this attempt), waiting up to ``wait_s``."""
-    path = Path(run_dir) / "result.json"
+    path = Path(run_dir) / RESULT_FILE
     deadline = time.monotonic() + wait_s
     while True:
         try:

@@ -30,9 +30,9 @@ from typing import Any
 from powertrain.config import RunConfig
 from powertrain.config.errors import ConfigError
 from powertrain.config.registry import LazyModules
+from powertrain.results import STUDY_FILE
 
 SCHEMA = "powertrain.study/1"
-STUDY_FILE = "study.json"
 # ``study.driver`` → its module, for every module of this package (imported on first use)
 STUDIES = LazyModules(__name__, __path__)
 

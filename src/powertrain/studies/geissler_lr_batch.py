@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from powertrain.config import RunConfig, StudyConfig
 from powertrain.config.checks import Check, at_least, each, positive
 from powertrain.config.errors import ConfigError
+from powertrain.results import SUCCESS
 from powertrain.studies._common import finish
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def run(ctx: StudyContext) -> dict[str, Any]:
     df = load_sweep(ctx.out_dir)
     wb = next(iter(worst_best(df)), {})
     runs = len(df)
-    done = int(df["status"].isin(("completed", "target_reached")).sum())
+    done = int(df["status"].isin(SUCCESS).sum())
     summary: dict[str, Any] = {"status": "completed" if done == runs and runs else "failed",
                                "grid": {"lrs": lrs, "batch_sizes": batches, "seeds": seeds},
                                "sweep_dir": str(sweep_dir), "runs": runs, "runs_finished": done,

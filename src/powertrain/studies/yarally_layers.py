@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from powertrain.config import RunConfig, StudyConfig
 from powertrain.config.checks import Check, at_least, each
 from powertrain.config.errors import ConfigError
+from powertrain.results import SUCCESS
 from powertrain.studies._common import finish, fmt_pct
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ def run(ctx: StudyContext) -> dict[str, Any]:
     m = cfg.model
     changes = headline_changes(rows, {"conv_blocks": m.conv_blocks, "linear_layers": m.linear_layers,
                                       "relu": m.relu}, cfg.study)
-    ok = all(r["status"] in ("completed", "target_reached") for r in rows)
+    ok = all(r["status"] in SUCCESS for r in rows)
     summary = {"status": "completed" if ok else "failed", "variants": rows, "changes": changes, "paper": PAPER}
     lines = [f"yarally_layers: SimpleCNN on {cfg.dataset.name}, {cfg.max_epochs} epochs per variant "
              f"(default: {m.conv_blocks} conv blocks, {m.linear_layers} linear layers, ReLU {'on' if m.relu else 'off'})"]

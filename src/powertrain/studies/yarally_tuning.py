@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from powertrain.config import RunConfig, StudyConfig
 from powertrain.config.checks import Check, at_least, each, one_of, optional
 from powertrain.config.errors import ConfigError
+from powertrain.results import OPTUNA_STUDY_FILE, load_result
 from powertrain.studies._common import finish, fmt_pct
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ PAPER = "64 rounds per strategy; Bayesian search reached its best after ~27 roun
 
 
 def _space() -> dict[str, str]:
-    # the paper's ranges (../shared/DESIGN.md); Adam needs β < 1, so [0.1, 1) ends at 0.999 (β2 at 0.9999)
+    # the paper's ranges (Yarally et al. 2023, see docs/DESIGN.md); Adam needs β < 1, so [0.1, 1) ends at 0.999 (β2 at 0.9999)
     return {"optimizer.lr": "tag(log,interval(1e-5,0.1))", "optimizer.beta1": "interval(0.1,0.999)",
             "optimizer.beta2": "interval(0.8,0.9999)", "optimizer.eps": "tag(log,interval(1e-9,1e-7))",
             "optimizer.weight_decay": "interval(0.0,0.1)"}
@@ -146,7 +147,7 @@ def curve(trials: list[tuple[str, Optional[float], Optional[float]]]) -> dict[st
 def _trials_of(sweep_dir: Path) -> list[tuple[str, Optional[float], Optional[float]]]:
     """(status, accuracy, energy_j) of a finished search's trials in order, from its optuna_study.json."""
     try:
-        records = json.loads((sweep_dir / "optuna_study.json").read_text())["trials"]
+        records = json.loads((sweep_dir / OPTUNA_STUDY_FILE).read_text())["trials"]
     except (OSError, ValueError, KeyError):
         return []
     out = []
@@ -158,10 +159,7 @@ def _trials_of(sweep_dir: Path) -> list[tuple[str, Optional[float], Optional[flo
 
 
 def _result(job_dir: Path) -> Optional[dict[str, Any]]:
-    try:
-        return json.loads((job_dir / "result.json").read_text())
-    except (OSError, ValueError):
-        return None
+    return load_result(job_dir)[0]
 
 
 def _median(values: list[Optional[float]]) -> Optional[float]:

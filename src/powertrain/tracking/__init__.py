@@ -7,6 +7,7 @@ never fail a run (its errors become one warning).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger("powertrain")
@@ -52,12 +53,16 @@ class SafeTracker(Tracker):
         self._call("finish", result)
 
 
+def _wandb(cfg: Any) -> Tracker:
+    from powertrain.tracking.wandb import WandbTracker  # wandb only for runs that track to it
+
+    return SafeTracker(WandbTracker(cfg), "wandb")
+
+
+# ``tracking.name`` -> builder: the names config validation allows
+TRACKERS: dict[str, Callable[[Any], Tracker]] = {"none": lambda cfg: Tracker(), "wandb": _wandb}
+
+
 def build_tracker(cfg: Any) -> Tracker:
     """The tracker named by ``cfg.name`` (a ``TrackingConfig``), wrapped so it cannot fail the run."""
-    if cfg.name == "none":
-        return Tracker()
-    if cfg.name == "wandb":
-        from powertrain.tracking.wandb import WandbTracker
-
-        return SafeTracker(WandbTracker(cfg), "wandb")
-    raise ValueError(f"unknown tracker {cfg.name!r}")
+    return TRACKERS[cfg.name](cfg)

@@ -36,7 +36,6 @@ SUMMARY_KEYS = (
     "metrics.energy_to_target_j",
     "time.wall_s",
 )
-OK_STATUSES = USABLE  # a run W&B should show as finished (exit code 0)
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -121,4 +120,4 @@ class WandbTracker(Tracker):
             summary = {k.replace(".", "/"): get_dotted(result, k, None) for k in SUMMARY_KEYS}
             run.summary.update({k: v for k, v in summary.items() if v is not None})
         finally:
-            run.finish(exit_code=0 if result.get("status") in OK_STATUSES else 1)
+            run.finish(exit_code=0 if result.get("status") in USABLE else 1)

@@ -58,6 +58,71 @@ class FitResult:
     reason: str = ""
 
 
+def _train_epoch(model: nn.Module, task: Task, optimizer: torch.optim.Optimizer, meter: EnergyMeter, epoch: int,
+                 scaler: Optional[Any], stop_requested: Callable[[], bool], one_process: bool) -> tuple[Any, Any, int, bool]:
+    """One epoch of steps in a "train" window: (measurement, summed loss on the device, steps, preempted)."""
+    meter.begin_window("train")
+    loss_sum = torch.zeros((), device=_device_of(model))
+    n_batches, preempted = 0, False
+    for batch in task.batches(epoch):
+        loss = train_step(task, model, optimizer, batch, scaler)
+        # summed on the device: no host sync per step
+        loss_sum += loss.detach().float()
+        n_batches += 1
+        # one process stops at once; ranks agree at the epoch's end (a rank leaving mid-epoch would
+        # leave the others waiting in their next gradient all-reduce)
+        if one_process and stop_requested():
+            preempted = True
+            break
+    return meter.end_window("train"), loss_sum, n_batches, preempted  # the window end syncs the device
+
+
+@dataclass
+class _Limits:
+    """The stop conditions checked after each evaluation."""
+
+    max_epochs: int
+    target_accuracy: Optional[float]
+    energy_budget_j: Optional[float]
+    time_budget_s: Optional[float]
+
+
+def _stop_after_epoch(task: Task, st: FitState, metrics: dict[str, Any], last_loss: Optional[float],
+                      limits: _Limits, energy_j: float, wall_s: float, prune_reason: Optional[str],
+                      stop_now: bool) -> Optional[FitResult]:
+    """The FitResult that ends the loop after this epoch, or None to go on (the order is the contract:
+    a run that reached its target says so even when a pruner or budget would also have stopped it)."""
+    if task.reached(metrics, limits.target_accuracy):
+        st.energy_to_target_j = energy_j
+        st.time_to_target_s = wall_s
+        return FitResult("target_reached", st, metrics, last_loss)
+    if prune_reason and st.epoch < limits.max_epochs:
+        return FitResult("pruned", st, metrics, last_loss, prune_reason)
+    if limits.energy_budget_j is not None and energy_j >= limits.energy_budget_j:
+        return FitResult("budget_exhausted", st, metrics, last_loss,
+                         f"energy budget {limits.energy_budget_j:g} J spent ({energy_j:.1f} J)")
+    if limits.time_budget_s is not None and wall_s >= limits.time_budget_s:
+        return FitResult("budget_exhausted", st, metrics, last_loss,
+                         f"time budget {limits.time_budget_s:g} s spent ({wall_s:.1f} s)")
+    if stop_now:
+        return FitResult("preempted", st, metrics, last_loss, "stop requested (signal)")
+    return None
+
+
+def _epoch_row(st: FitState, last_loss: float, metrics: dict[str, Any], m_train: Any, m_eval: Any,
+               ledger: Ledger, energy_j: float, wall_s: float, lr: float) -> dict[str, Any]:
+    """The epoch's history row (what trackers log and result.json keeps)."""
+    return {
+        "epoch": st.epoch, "steps": st.steps, "train_loss": last_loss, **metrics,
+        "epoch_train_j": m_train.total_j, "epoch_eval_j": m_eval.total_j,
+        "epoch_train_s": m_train.time_s, "epoch_eval_s": m_eval.time_s,
+        "energy_j": energy_j, "wall_s": wall_s,
+        "epoch_components_j": _per_component(m_train, m_eval),
+        "components_j": {c["name"]: c["energy_j"] for c in ledger.components()},  # cumulative
+        "lr": lr,
+    }
+
+
 def fit(
     model: nn.Module,
     task: Task,
@@ -87,26 +152,14 @@ def fit(
     loop at the same epoch with the same status.
     """
     st = state or FitState()
+    limits = _Limits(max_epochs, target_accuracy, energy_budget_j, time_budget_s)
     t_start = time.perf_counter() - clock_offset_s
     metrics: dict[str, Any] = st.history[-1] if st.history else {}
     last_loss: Optional[float] = metrics.get("train_loss")
     model.train()
     while st.epoch < max_epochs:
-        epoch = st.epoch
-        meter.begin_window("train")
-        loss_sum = torch.zeros((), device=_device_of(model))
-        n_batches, preempted = 0, False
-        for batch in task.batches(epoch):
-            loss = train_step(task, model, optimizer, batch, scaler)
-            # summed on the device: no host sync per step
-            loss_sum += loss.detach().float()
-            n_batches += 1
-            # one process stops at once; ranks agree at the epoch's end (a rank leaving mid-epoch would
-            # leave the others waiting in their next gradient all-reduce)
-            if sync is None and stop_requested():
-                preempted = True
-                break
-        m_train = meter.end_window("train")  # syncs, so this is also where a queued step finishes
+        m_train, loss_sum, n_batches, preempted = _train_epoch(
+            model, task, optimizer, meter, st.epoch, scaler, stop_requested, one_process=sync is None)
         ledger.add("train", m_train)
         st.steps += n_batches
         st.train_s += m_train.time_s
@@ -116,7 +169,7 @@ def fit(
         if preempted:
             return FitResult("preempted", st, metrics, last_loss, "stop requested (signal)")
         if not math.isfinite(last_loss):
-            return FitResult("diverged", st, metrics, last_loss, f"non-finite training loss in epoch {epoch + 1}")
+            return FitResult("diverged", st, metrics, last_loss, f"non-finite training loss in epoch {st.epoch + 1}")
         if scheduler is not None:
             scheduler.step()
 
@@ -136,36 +189,17 @@ def fit(
         annotate = getattr(task, "annotate", None)
         if annotate is not None:
             metrics = annotate(metrics, energy_j=energy_j, wall_s=wall_s, history=st.history)
-        row = {
-            "epoch": st.epoch, "steps": st.steps, "train_loss": last_loss, **metrics,
-            "epoch_train_j": m_train.total_j, "epoch_eval_j": m_eval.total_j,
-            "epoch_train_s": m_train.time_s, "epoch_eval_s": m_eval.time_s,
-            "energy_j": energy_j, "wall_s": wall_s,
-            "epoch_components_j": _per_component(m_train, m_eval),
-            "components_j": {c["name"]: c["energy_j"] for c in ledger.components()},  # cumulative
-            "lr": optimizer.param_groups[0]["lr"],
-        }
+        row = _epoch_row(st, last_loss, metrics, m_train, m_eval, ledger, energy_j, wall_s,
+                         optimizer.param_groups[0]["lr"])
         st.history.append(row)
         ledger.epochs.append({k: row[k] for k in ("epoch", "energy_j", "wall_s", "components_j")})
         prune_reason = on_epoch(row)
         if sync is not None:  # the pruner asks on one rank: every rank stops with it
             _, prune = sync.agree(0.0, bool(prune_reason))
             prune_reason = prune_reason or ("pruned (decided on rank 0)" if prune else None)
-
-        if task.reached(metrics, target_accuracy):
-            st.energy_to_target_j = energy_j
-            st.time_to_target_s = wall_s
-            return FitResult("target_reached", st, metrics, last_loss)
-        if prune_reason and st.epoch < max_epochs:
-            return FitResult("pruned", st, metrics, last_loss, prune_reason)
-        if energy_budget_j is not None and energy_j >= energy_budget_j:
-            return FitResult("budget_exhausted", st, metrics, last_loss,
-                             f"energy budget {energy_budget_j:g} J spent ({energy_j:.1f} J)")
-        if time_budget_s is not None and wall_s >= time_budget_s:
-            return FitResult("budget_exhausted", st, metrics, last_loss,
-                             f"time budget {time_budget_s:g} s spent ({wall_s:.1f} s)")
-        if stop_now:
-            return FitResult("preempted", st, metrics, last_loss, "stop requested (signal)")
+        done = _stop_after_epoch(task, st, metrics, last_loss, limits, energy_j, wall_s, prune_reason, stop_now)
+        if done is not None:
+            return done
     return FitResult("completed", st, metrics, last_loss)
 
 
