@@ -3,7 +3,7 @@
 A SimpleCNN-like net (2 conv blocks, DensePolyNN head) on 8×8 one-channel random data, batch 64, trains
 in one process under three modes, interleaved so drift in machine load hits every mode alike:
 - off:   no meter;
-- epoch: one meter window per epoch (how run.py meters);
+- epoch: one meter window per epoch (how the training loop meters);
 - step:  one window per step (the worst case).
 Prints plain ``key value`` lines; targets: ratio ≤ 1.01 per epoch, one begin/end pair < 1 ms.
 

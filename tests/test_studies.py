@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -69,59 +68,3 @@ def test_study_sweep_part_composes_the_preset_and_returns_its_sweep_dir(tmp_path
     assert all(r["config"]["model"]["family"] == "dense_poly" for r in results)  # the preset's model
     with pytest.raises(Exception, match=r"max_epochs=0 is not allowed.*\(in study part bad\)"):
         ctx.single("bad", ["max_epochs=0"])
-
-
-def _imports(path: Path, package: str) -> set[str]:
-    """Every powertrain module ``path`` imports, at module level or inside functions."""
-    tree = ast.parse(path.read_text())
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative import
-                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                mod = f"{base}.{node.module}" if node.module else base
-            else:
-                mod = node.module or ""
-            found.add(mod)
-            found |= {f"{mod}.{a.name}" for a in node.names}
-    return {m for m in found if m.startswith("powertrain")}
-
-
-def test_src_has_no_import_cycle() -> None:
-    """Function-level imports count: a cycle through a lazy import is still a cycle."""
-    modules: dict[str, Path] = {}
-    for path in SRC.rglob("*.py"):
-        parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts = parts[:-1]
-        modules[".".join(parts)] = path
-    graph = {}
-    for name, path in modules.items():
-        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-        is_package = path.name == "__init__.py"
-        # a package importing its own plug-in submodules to register them (data -> data.sources) is the
-        # registry pattern, not a cycle between concerns: the submodule always needs its package first
-        graph[name] = {m for m in _imports(path, package) if m in modules and m != name
-                       and not (is_package and m.startswith(name + "."))}
-    state: dict[str, int] = {}
-
-    def visit(node: str, stack: list[str]) -> None:
-        state[node] = 1
-        for nxt in sorted(graph[node]):
-            if state.get(nxt) == 1:
-                cycle = stack[stack.index(nxt):] + [nxt] if nxt in stack else [node, nxt]
-                pytest.fail("import cycle: " + " -> ".join(cycle))
-            if nxt not in state:
-                visit(nxt, stack + [nxt])
-        state[node] = 2
-
-    for name in sorted(graph):
-        if name not in state:
-            visit(name, [name])
-
-
-def test_no_module_is_over_about_400_lines() -> None:
-    long = {str(p.relative_to(SRC)): n for p in SRC.rglob("*.py") if (n := len(p.read_text().splitlines())) > 430}
-    assert long == {}

@@ -4,6 +4,8 @@ Every dataset is loaded by name through a small registry into ``DataSplits`` (fl
 normalised with the training split's per-channel statistics, and int64 labels). Everything here fits in
 memory, so batches are sliced from tensors on the training device instead of going through DataLoader
 worker processes (the airbench approach): no per-batch host→device copies, no worker start-up.
+
+Layer: imports ``config`` only; ``train`` and ``paradigms`` build on it.
 """
 
 from __future__ import annotations

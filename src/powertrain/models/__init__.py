@@ -3,6 +3,8 @@
 One builder per family in a plain name → function registry (timm's ``create_model`` idea, without
 ``_target_`` strings in YAML). Families: the seed paper's ``dense_poly``, ``dense_linear`` and
 ``simple_cnn``, a configurable ``mlp``, and any ``timm`` model by name (timm is imported only then).
+
+Layer: imports ``config`` only; ``paradigms`` build on it.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ Each paradigm is one module in this package (plus one YAML, conf/paradigm/<name>
 
 Modules are found by listing the package, so adding one needs no edit here. This file imports no torch:
 validation and Hydra's ConfigStore read ``Config`` before any run starts.
+
+Layer: imports ``train``, ``data``, ``models``, ``results`` and ``config``; ``run`` calls ``build_setup``.
 """
 
 from __future__ import annotations

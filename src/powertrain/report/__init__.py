@@ -4,6 +4,9 @@ Light on import (the Hydra callback imports this package in every run): the swee
 (``summary.py``: tidy rows, campaign accounting, Pareto front) and the ``Section`` / ``Table`` dataclasses
 are plain Python. ``load_sweep`` (pandas) and ``write_report`` (pandas + matplotlib) are loaded on first
 use, so a plain training run never imports pandas or matplotlib.
+
+Layer: imports ``tracking`` (the W&B mode), ``energy.base`` (units), ``results`` and ``config``; never
+``run`` or the studies (a study's sections are passed in through ``analyzer``).
 """
 
 from __future__ import annotations

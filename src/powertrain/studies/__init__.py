@@ -17,6 +17,9 @@ driver module in this package that defines:
 Every part is a ``python -m powertrain`` subprocess, so it is composed and validated exactly like the
 CLI, and a sweep part may use any launcher (``hydra/launcher=submitit_slurm``) or sweeper. The driver
 module is imported at start-up (Hydra needs ``Config``), so it imports nothing heavy at module level.
+
+Layer: imports ``report`` (to analyse), ``data``, ``energy.layers``, ``results`` and ``config``; it never
+imports ``run``: its parts are separate processes. ``compose`` reads the drivers' schemas and checks.
 """
 
 from __future__ import annotations

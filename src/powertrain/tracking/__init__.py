@@ -2,6 +2,8 @@
 
 result.json is the source of truth and is written before any tracker sees the result; a tracker must
 never fail a run (its errors become one warning).
+
+Layer: imports ``results`` and ``config``; ``run`` starts a tracker per run.
 """
 
 from __future__ import annotations
