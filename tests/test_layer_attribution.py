@@ -41,8 +41,11 @@ def _run(cli: Any, tmp_path: Path, name: str, *args: str) -> dict[str, Any]:
     proc = cli("max_epochs=1", "energy.layer_profile_steps=3", *args, f"hydra.run.dir={out}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "USDT" not in proc.stderr and "profiler_start" not in proc.stderr  # the profiler's own chatter
-    assert "train energy by layer type (attribution by profiled time, not measured): conv" in proc.stdout \
-        or "relu" in name
+    # the summary names the split; which type comes first (largest share) depends on 3 profiled steps'
+    # timing, so only its presence and the conv share are pinned
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("train energy by layer type")), "")
+    assert line.startswith("train energy by layer type (attribution by profiled time, not measured): ")
+    assert " conv " in line
     return json.loads((out / "result.json").read_text())["energy"]
 
 
