@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 from powertrain.config import ConfigError, RunConfig
 from powertrain.config.checks import check_precision
+from powertrain.console import say
 from powertrain.results import CHECKPOINT_FILE, USABLE, exit_code, skeleton, write_result
 from powertrain.run.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from powertrain.run.fill import fill_result, print_summary
@@ -72,7 +73,7 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
 
         intensity = carbon.resolve(cfg.carbon)  # before any work: an unknown region fails here
         if intensity is None and cfg.verbose:
-            print(carbon.hint(), flush=True)
+            say(carbon.hint())
 
         import torch
 
@@ -103,9 +104,9 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
         tdp = {"cpu_tdp_w": None if on_gpu else profile.tdp_w, "gpu_tdp_w": profile.tdp_w if on_gpu else None}
         meter = build_meter(cfg.energy, device, **tdp) if dist is None else dist.build_meter(cfg.energy, device, **tdp)
         if cfg.verbose:
-            print(f"energy: {meter.describe()}", flush=True)
+            say(f"energy: {meter.describe()}")
             for line in meter.billing_lines():  # what share of each component is billed, and why
-                print(line, flush=True)
+                say(line)
         # loading data and building the model cost energy too: billed to "setup", reported apart from
         # training (energy.setup_j) so runs compare on training energy yet nothing goes unmetered
         ledger = Ledger()  # replaced by the checkpoint's on resume
@@ -138,8 +139,8 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
             prior_wall_s = sum(a.get("wall_s", 0.0) for a in attempts)
             result["run"]["attempts"] = len(attempts) + 1
             if cfg.verbose:
-                print(f"resuming {run_dir} at epoch {state.epoch} (attempt {len(attempts) + 1}, "
-                      f"{ledger.total_j():.1f} J so far)", flush=True)
+                say(f"resuming {run_dir} at epoch {state.epoch} (attempt {len(attempts) + 1}, "
+                    f"{ledger.total_j():.1f} J so far)")
         ledger.add("setup", m_setup)
 
         if cfg.energy.idle_baseline_s > 0:
@@ -164,17 +165,23 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
                 row["carbon_g"] = carbon.operational_g(cfg.carbon, intensity, row["energy_j"])
             tracker.log_epoch(row)
             if cfg.verbose:
-                print(f"epoch {row['epoch']:>3}/{cfg.max_epochs}  loss {row['train_loss']:.4f}  "
-                      f"acc {row['accuracy'] * 100:6.2f}%  energy {row['energy_j']:9.1f} J  "
-                      f"time {row['wall_s']:7.2f} s", flush=True)
+                say(f"epoch {row['epoch']:>3}/{cfg.max_epochs}  loss {row['train_loss']:.4f}  "
+                    f"acc {row['accuracy'] * 100:6.2f}%  energy {row['energy_j']:9.1f} J  "
+                    f"time {row['wall_s']:7.2f} s")
             return None if pruning is None else pruning.report(row["epoch"], row["accuracy"])
 
+        from powertrain.console import is_terminal
+        from powertrain.train.progress import Progress
+
+        # in place on a terminal only: a log or a pipe gets the epoch lines and nothing else
+        progress = Progress(cfg.max_epochs, cfg.batch_size) if cfg.verbose and is_terminal() else None
         stop.install()
         fit_result = fit(
             train_model, setup.task, optimizer, meter, ledger, max_epochs=cfg.max_epochs, scheduler=scheduler,
             target_accuracy=cfg.target_accuracy, energy_budget_j=cfg.budget.energy_j,
             time_budget_s=cfg.budget.time_s, state=state, scaler=scaler, stop_requested=stop,
             on_epoch=on_epoch, clock_offset_s=prior_wall_s, sync=None if dist is None else dist.sync,
+            progress=progress,
         )
         result["status"] = fit_result.status
         if fit_result.reason and fit_result.status != "completed":

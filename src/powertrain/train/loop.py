@@ -76,6 +76,7 @@ def fit(
     on_epoch: Callable[[dict[str, Any]], Optional[str]] = lambda row: None,
     clock_offset_s: float = 0.0,
     sync: Optional[Any] = None,
+    progress: Optional[Any] = None,
 ) -> FitResult:
     """Train until a stop condition; every joule goes into ``ledger`` under "train" or "eval".
 
@@ -84,7 +85,8 @@ def fit(
     (an Optuna pruner decided it cannot win), after the target check, so a run that got there says so.
     ``sync`` (``powertrain.run.distributed.EpochSync``) makes the ranks of a distributed run decide together
     at each epoch's end: mean training loss, clock and stop request are agreed, so every rank leaves the
-    loop at the same epoch with the same status.
+    loop at the same epoch with the same status. ``progress`` (``train.progress.Progress``) draws a line
+    inside each epoch on a terminal; its per-step cost is an add and a clock read.
     """
     st = state or FitState()
     t_start = time.perf_counter() - clock_offset_s
@@ -96,8 +98,14 @@ def fit(
         meter.begin_window("train")
         loss_sum = torch.zeros((), device=_device_of(model))
         n_batches, preempted = 0, False
+        tick = None
+        if progress is not None:
+            progress.begin_epoch(epoch, getattr(task, "steps_per_epoch", None), ledger.total_j())
+            tick = progress.step
         for batch in task.batches(epoch):
             loss = train_step(task, model, optimizer, batch, scaler)
+            if tick is not None:
+                tick()
             # summed on the device: no host sync per step
             loss_sum += loss.detach().float()
             n_batches += 1
@@ -108,6 +116,8 @@ def fit(
                 break
         m_train = meter.end_window("train")  # syncs, so this is also where a queued step finishes
         ledger.add("train", m_train)
+        if progress is not None:
+            progress.end_epoch(m_train)
         st.steps += n_batches
         st.train_s += m_train.time_s
         if sync is not None:
