@@ -23,14 +23,15 @@ pytest.importorskip("matplotlib")
 from powertrain import report  # noqa: E402
 from powertrain.report.__main__ import main as report_main  # noqa: E402
 
-# CodeCarbon's EmissionsData fields in order (codecarbon/output_methods/emissions_data.py, 3.x), typed out
-# here on purpose rather than imported from the module under test
+# CodeCarbon 3.3.2's EmissionsData fields in order (codecarbon/output_methods/emissions_data.py), typed out
+# here on purpose rather than imported from the module under test; tests/test_codecarbon.py checks the
+# file against the installed library itself
 CODECARBON_HEADER = (
-    "timestamp,project_name,run_id,experiment_id,duration,emissions,emissions_rate,cpu_utilization_percent,"
-    "ram_utilization_percent,ram_used_gb,cpu_power,gpu_power,ram_power,cpu_energy,gpu_energy,ram_energy,"
-    "energy_consumed,water_consumed,country_name,country_iso_code,region,cloud_provider,cloud_region,os,"
-    "python_version,codecarbon_version,cpu_count,cpu_model,gpu_count,gpu_model,longitude,latitude,"
-    "ram_total_size,tracking_mode,on_cloud,pue,wue")
+    "timestamp,project_name,run_id,experiment_id,duration,emissions,emissions_rate,cpu_power,gpu_power,"
+    "ram_power,cpu_energy,gpu_energy,ram_energy,energy_consumed,water_consumed,country_name,country_iso_code,"
+    "region,cloud_provider,cloud_region,os,python_version,codecarbon_version,cpu_count,cpu_model,gpu_count,"
+    "gpu_model,longitude,latitude,ram_total_size,tracking_mode,cpu_utilization_percent,"
+    "gpu_utilization_percent,ram_utilization_percent,ram_used_gb,on_cloud,pue,wue")
 
 
 @pytest.fixture(scope="session")
@@ -217,7 +218,13 @@ def test_emissions_csv_has_codecarbon_columns_and_invents_nothing(grid: Path, st
     for res in _results(grid):
         r = rows[res["run"]["id"]]
         assert float(r["energy_consumed"]) == pytest.approx(res["energy"]["total_j"] / 3.6e6)
-        assert r["emissions"] == "" and r["latitude"] == "" and r["codecarbon_version"] == ""  # no region
+        assert r["emissions"] == "" and r["latitude"] == "" and r["country_iso_code"] == ""  # no region
+        assert r["python_version"] == res["hardware"]["python"] and r["tracking_mode"] == "process"
+        # duration is the span the energies cover (train + eval), so power = energy / duration
+        span_s = res["time"]["train_s"] + res["time"]["eval_s"]
+        assert float(r["duration"]) == pytest.approx(span_s)
+        cpu_j = sum(c["energy_j"] for c in res["energy"]["components"] if c["kind"] == "cpu")
+        assert float(r["cpu_power"]) == pytest.approx(cpu_j / span_s)
     other = study / "other"
     _job(other / "6", _hand_result("completed", 0.1, 36.0, 0.7, region="DEU", trial_dir="deu"))
     report.write_report(other)

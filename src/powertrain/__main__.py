@@ -87,11 +87,28 @@ def task(dcfg: Any) -> Any:
     except ConfigError as e:  # found while building (e.g. a dataset root without the files)
         return _bad_input(e, multirun)
     if not multirun:
+        _emissions_csv(run_dir, result)
         code = exit_code(result["status"])
         if code:
             sys.exit(code)
     return {"status": result["status"], "accuracy": result["metrics"]["final_accuracy"],
             "energy_j": result["energy"]["total_j"], "dir": str(run_dir)}
+
+
+def _emissions_csv(run_dir: Path, result: dict[str, Any]) -> None:
+    """A single run's emissions.csv (CodeCarbon's layout) beside its result.json; a sweep writes one at
+    its root with a row per job. Never fails the run: result.json is the record."""
+    from powertrain.run.distributed import detect_world
+
+    world = detect_world()
+    if world is not None and not world.is_main:  # rank 0 writes the run's files
+        return
+    try:
+        from powertrain.report.codecarbon import write_run
+
+        write_run(run_dir, result)
+    except Exception as e:
+        print(f"powertrain: emissions.csv not written ({type(e).__name__}: {e})", file=sys.stderr, flush=True)
 
 
 def _compose_once(argv: list[str]) -> None:
