@@ -384,3 +384,54 @@ def test_report_is_logged_to_one_wandb_run(tmp_path: Path, monkeypatch) -> None:
     assert summary["runs"] == 2 and summary["energy_total_j"] == pytest.approx(20.0)
     assert any(k.startswith("figures/accuracy_vs_energy") for k in summary)
     assert any(k.startswith("tables/") for k in summary)
+
+
+def _grid_of(root: Path, n: int) -> Path:
+    """``n`` hand-written runs over optimizer x lr x batch size (seeds beyond 36), as a sweep writes them."""
+    opts, lrs, bss = ["sgd", "adam", "adamw"], [0.1, 0.02, 0.005], [32, 128, 512, 1024]
+    for i in range(n):
+        opt, lr, bs, seed = opts[i % 3], lrs[(i // 3) % 3], bss[(i // 9) % 4], i // 36
+        e, acc = 10.0 + 7 * i, 0.4 + 0.5 * ((i * 7) % 11) / 11
+        hist = [{"epoch": k + 1, "accuracy": acc * (k + 1) / 3, "energy_j": e * (k + 1) / 3} for k in range(3)]
+        res = _hand_result("target_reached" if acc > 0.6 else "completed", lr, e, acc, history=hist,
+                           e_target=e if acc > 0.6 else None, target=0.6, trial_dir=f"r{i}")
+        res["config"].update(batch_size=bs, seed=seed, optimizer={"name": opt, "lr": lr})
+        res["run"]["overrides"] = [f"optimizer={opt}", f"optimizer.lr={lr}", f"batch_size={bs}", f"seed={seed}"]
+        _job(root / str(i), res, res["run"]["overrides"])
+    return root
+
+
+@pytest.mark.parametrize("n", [1, 4, 50])
+def test_figures_fit_their_canvas_and_name_factors_as_overrides(tmp_path: Path, n: int) -> None:
+    """Nothing drawn sticks out of the figure (so no label is clipped, whatever saves it), and factors
+    read as the override a user typed: optimizer=sgd, optimizer.lr=0.1 (not name=sgd, lr=0.1)."""
+    from powertrain.report import figures
+
+    df = report.load_sweep(_grid_of(tmp_path / "sweep", n))
+    made = figures.all_figures(df)
+    assert {"accuracy_vs_energy", "convergence", "energy_components"} <= {name for name, _ in made}
+    texts = []
+    for name, fig in made:
+        fig.canvas.draw()
+        box = fig.get_tightbbox(fig.canvas.get_renderer())
+        width, height = fig.get_size_inches()
+        assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width and box.y1 <= height, (name, box, width, height)
+        texts += [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))]
+        if name == "energy_components":  # the legend stands beside the axes, off the bars' totals
+            ax = fig.axes[0]
+            assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1
+    joined = "\n".join(texts)
+    assert "name=" not in joined and " lr=" not in joined and not joined.startswith("lr=")
+    if n > 1:
+        assert re.search(r"optimizer ?= ?(sgd|adam)", joined), joined[:2000]
+    if n == 4:  # few runs: each is labelled with its overrides
+        assert "optimizer=sgd optimizer.lr=0.1" in joined, joined[:2000]
+
+
+def test_html_captions_say_what_a_figure_shows_and_the_title_names_the_sweep(tmp_path: Path) -> None:
+    root = _grid_of(tmp_path / "2026-11-22" / "10-00-00", 4)
+    text = report.write_report(root).read_text()
+    assert "<title>powertrain report: sweep, 2026-11-22 10:00:00</title>" in text
+    captions = re.findall(r"<figcaption>([^<]*)</figcaption>", text)
+    assert len(captions) >= 4 and all(" " in c and "_" not in c for c in captions), captions
+    assert "Swept factors: optimizer, optimizer.lr." in text

@@ -157,7 +157,7 @@ def _varying(rows: list[dict[str, Any]]) -> list[str]:
         values = {repr(c.get(k)) for c in configs}
         if len(values) > 1:
             out.append(k)
-    return out
+    return sorted(out, key=factor_name)  # as they read: optimizer before optimizer.lr
 
 
 def load_sweep(directory: Any) -> Any:
@@ -213,6 +213,17 @@ def factors(df: Any, include_seed: bool = False) -> list[str]:
     if include_seed and "seed" in df.columns and df["seed"].nunique() > 1:
         swept.append("seed")
     return swept
+
+
+def factor_name(key: str) -> str:
+    """A factor as the report shows it: the override a user types. A group's choice (``optimizer.name``)
+    reads as the group (``optimizer``, as in ``optimizer=sgd``); any other key as its dotted path
+    (``optimizer.lr``); a key prefixed ``config.`` to tell it from a metric column loses the prefix."""
+    from powertrain.config import GROUPS
+
+    k = key[len("config."):] if key.startswith("config.") else key
+    group, _, leaf = k.partition(".")
+    return group if leaf == "name" and group in GROUPS else k
 
 
 def is_number(v: Any) -> bool:
