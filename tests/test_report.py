@@ -386,7 +386,7 @@ def test_report_is_logged_to_one_wandb_run(tmp_path: Path, monkeypatch) -> None:
     assert any(k.startswith("tables/") for k in summary)
 
 
-def _grid_of(root: Path, n: int) -> Path:
+def _grid_of(root: Path, n: int, tracking: str = "none") -> Path:
     """``n`` hand-written runs over optimizer x lr x batch size (seeds beyond 36), as a sweep writes them."""
     opts, lrs, bss = ["sgd", "adam", "adamw"], [0.1, 0.02, 0.005], [32, 128, 512, 1024]
     for i in range(n):
@@ -394,7 +394,7 @@ def _grid_of(root: Path, n: int) -> Path:
         e, acc = 10.0 + 7 * i, 0.4 + 0.5 * ((i * 7) % 11) / 11
         hist = [{"epoch": k + 1, "accuracy": acc * (k + 1) / 3, "energy_j": e * (k + 1) / 3} for k in range(3)]
         res = _hand_result("target_reached" if acc > 0.6 else "completed", lr, e, acc, history=hist,
-                           e_target=e if acc > 0.6 else None, target=0.6, trial_dir=f"r{i}")
+                           e_target=e if acc > 0.6 else None, target=0.6, trial_dir=f"r{i}", tracking=tracking)
         res["config"].update(batch_size=bs, seed=seed, optimizer={"name": opt, "lr": lr})
         res["run"]["overrides"] = [f"optimizer={opt}", f"optimizer.lr={lr}", f"batch_size={bs}", f"seed={seed}"]
         _job(root / str(i), res, res["run"]["overrides"])
@@ -435,3 +435,71 @@ def test_html_captions_say_what_a_figure_shows_and_the_title_names_the_sweep(tmp
     captions = re.findall(r"<figcaption>([^<]*)</figcaption>", text)
     assert len(captions) >= 4 and all(" " in c and "_" not in c for c in captions), captions
     assert "Swept factors: optimizer, optimizer.lr." in text
+
+
+def test_wandb_copy_takes_the_per_factor_table_of_numbers_and_names(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The per-factor table's ``level`` column holds 0.1 beside sgd: W&B refused the whole upload."""
+    pytest.importorskip("wandb")
+    from test_wandb import read_run
+
+    for k in ("DIR", "CONFIG_DIR", "CACHE_DIR"):
+        monkeypatch.setenv(f"WANDB_{k}", str(tmp_path / k))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    root = _grid_of(tmp_path / "tracked", 6, tracking="wandb")
+    report.write_report(root)
+    assert "W&B upload skipped" not in capsys.readouterr().err
+    _, _, summary, _ = read_run(str(root))
+    assert any(k.startswith("tables/Per-factor effects") for k in summary), sorted(summary)
+
+
+def test_a_wandb_problem_is_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    pytest.importorskip("wandb")
+    import wandb
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise TypeError("Data row contained incompatible types:\nKey 'level': ...\n" + "detail\n" * 13)
+
+    monkeypatch.setattr(wandb, "init", broken)
+    root = _grid_of(tmp_path / "tracked", 2, tracking="wandb")
+    report.write_report(root)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert err == ["powertrain report: W&B upload skipped (TypeError: Data row contained incompatible types:)"]
+    assert (root / "report.html").is_file()
+
+
+def test_report_of_a_single_run_directory_reports_that_run(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "outputs" / "2026-11-22" / "14-35-05"
+    _job(run, _hand_result("completed", 0.1, 42.0, 0.9, trial_dir="14-35-05"))
+    assert report_main([str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "no jobs found" not in out and "jobs: 1 (1 completed)" in out
+    md = (run / "report.md").read_text()
+    assert "# powertrain report: run, 2026-11-22 14:35:05" in md and "1 runs (1 completed)" in md
+    with open(run / "emissions.csv") as f:
+        assert [r["run_id"] for r in csv.DictReader(f)] == ["14-35-05"]
+
+
+def test_report_of_a_directory_without_runs_is_one_line_and_writes_nothing(tmp_path: Path, capsys) -> None:
+    empty = tmp_path / "nothing"
+    (empty / "sub").mkdir(parents=True)
+    assert report_main([str(empty)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds no powertrain run" in err[0]
+    assert sorted(p.name for p in empty.rglob("*")) == ["sub"]
+
+
+def test_report_help_is_whole_sentences(capsys) -> None:
+    with pytest.raises(SystemExit):
+        report_main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Summarize a sweep, a study or a single run and write its report:" in text
+    assert "Runs still queued show as pending." in text
+
+
+def test_factors_straight_after_import_powertrain() -> None:
+    code = ("import powertrain, pandas as pd\n"
+            "df = pd.DataFrame({'optimizer.lr': [0.1, 0.01], 'status': ['completed'] * 2})\n"
+            "print(powertrain.report.factors(df))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "['optimizer.lr']", out.stderr

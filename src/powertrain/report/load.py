@@ -48,6 +48,8 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 def _part(rel: Path) -> str:
     # a plain sweep's jobs are numbered children (0, 1, ...); anything else is a named part of a study
+    if not rel.parts:  # the directory is a single run itself
+        return ""
     first = rel.parts[0]
     return first if len(rel.parts) > 1 or not first.isdigit() else ""
 
@@ -89,7 +91,7 @@ def to_target_from_history(history: Any, target: Optional[float]) -> tuple[Optio
 def _row(job_dir: Path, root: Path, trials: dict[Path, int]) -> dict[str, Any]:
     result, status, error = read_result(job_dir)
     row: dict[str, Any] = {"run_dir": str(job_dir), "part": _part(job_dir.relative_to(root)),
-                           "job": str(job_dir.relative_to(root)), "trial": trials.get(job_dir.resolve()),
+                           "job": str(job_dir.relative_to(root)) if job_dir != root else job_dir.name, "trial": trials.get(job_dir.resolve()),
                            "status": status, "error": error}
     if result is None:
         if status == "missing" and not _ended(job_dir, root):
@@ -173,7 +175,8 @@ def load_sweep(directory: Any) -> Any:
     root = Path(directory).resolve()
     trials = _trials(root)
     # part by part, jobs in numeric order inside each (job_dirs alone would interleave 0, 0, 1, 1, ...)
-    dirs = sorted(job_dirs(root), key=lambda d: (str(d.parent.relative_to(root)), _job_sort_key(d)))
+    dirs = sorted(job_dirs(root), key=lambda d: (str(d.parent.relative_to(root)) if d != root else "",
+                                                 _job_sort_key(d)))
     rows = [_row(d, root, trials) for d in dirs]
     reserved = {"run_dir", "part", "job", "trial", "status", "error", "seed", "to_target_source", "region",
                 "overrides", "history", "result", *METRICS, *ENERGY, *CARBON, *TIME}

@@ -52,7 +52,7 @@ def default_title(root: Path) -> str:
     """``powertrain report: <study preset or sweep> of <date> <time>`` from the directory (Hydra names it
     ``<date>/<time>``), instead of the bare time."""
     root = Path(root).resolve()
-    what = "sweep"
+    what = "run" if (root / "result.json").is_file() else "sweep"
     study = root / STUDY_FILE
     if study.is_file():
         try:

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from powertrain.config import RunConfig
-from powertrain.console import num, say
 from powertrain.config.errors import ConfigError
+from powertrain.console import num, say
 from powertrain.results import RESULT_FILE, now_iso
 
 
