@@ -123,6 +123,14 @@ PAGE_FACTS = """JSON.stringify({
 
 
 @pytest.fixture(scope="module")
+def chromium() -> str:
+    binary = _browser()
+    if binary is None:
+        pytest.skip("no Chromium installed (apt-get install --no-install-recommends chromium)")
+    return binary
+
+
+@pytest.fixture(scope="module")
 def report_html(tmp_path_factory) -> Path:
     from test_report import _grid_of
 
@@ -132,11 +140,8 @@ def report_html(tmp_path_factory) -> Path:
     return report.write_report(root)
 
 
-def test_report_html_renders_in_headless_chromium(report_html: Path, tmp_path: Path) -> None:
-    binary = _browser()
-    if binary is None:
-        pytest.skip("no Chromium installed (apt-get install --no-install-recommends chromium)")
-    tools = DevTools(binary, tmp_path / "profile")
+def test_report_html_renders_in_headless_chromium(chromium: str, report_html: Path, tmp_path: Path) -> None:
+    tools = DevTools(chromium, tmp_path / "profile")
     try:
         target = tools.call("Target.createTarget", url="about:blank")["targetId"]
         session = tools.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
