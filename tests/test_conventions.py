@@ -189,3 +189,49 @@ def test_packaged_layout_matches_the_installed_codecarbon_and_names_its_version(
         assert list(columns) == data["columns"] and version == data["codecarbon_version"]
     finally:
         cc.layout.cache_clear()
+
+
+def test_progress_line_redraws_at_most_four_times_a_second():
+    from powertrain.train.progress import Progress
+
+    now = [0.0]
+    shown: list[str] = []
+    bar = Progress(40, 64, clock=lambda: now[0], show=shown.append, width=200)
+    bar.begin_epoch(2, 1000, energy_j=30.0)
+    for _ in range(1000):  # 1000 steps over 10 s
+        now[0] += 0.01
+        bar.step()
+    assert 35 <= len(shown) <= 41  # every 0.25 s, not per step
+    assert shown[-1].startswith("epoch   3/40  [") and re.search(r"step (9[5-9]\d|1000)/1000", shown[-1])
+    assert "6,400 samples/s" in shown[-1] and "30.0 J so far" in shown[-1]
+
+
+def test_a_terminal_gets_a_progress_line_and_the_log_does_not(tmp_path):
+    """Under a pseudo-terminal the epoch is drawn in place (carriage returns); the job log holds only the
+    run's lines."""
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "powertrain", "max_epochs=2", "dataset=mnist_5k",
+                             "dataset.limit_train=1600", "batch_size=16", f"hydra.run.dir={run_dir}"],
+                            stdout=follower, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 1 << 16)
+        except OSError:  # the terminal closed: the run has ended
+            break
+        if not chunk:
+            break
+        out += chunk
+    assert proc.wait(timeout=300) == 0
+    os.close(leader)
+    text = out.decode(errors="replace")
+    assert re.search(r"\repoch +[12]/2 +\[#* *\] step \d+/100 +[\d,]+ samples/s", text), text[-2000:]
+    # the epoch line follows the erased progress line: a carriage return, then the line as ever
+    assert re.search(r"\r *\repoch +2/2 +loss", text), text[-2000:]
+    log = (run_dir / "powertrain.log").read_text()
+    assert "samples/s" not in log and "\r" not in log and "epoch   2/2" in log

@@ -132,9 +132,8 @@ def chromium() -> str:
 
 @pytest.fixture(scope="module")
 def report_html(tmp_path_factory) -> Path:
-    from test_report import _grid_of
-
     from powertrain import report
+    from test_report import _grid_of
 
     root = _grid_of(tmp_path_factory.mktemp("browser") / "2026-11-22" / "10-00-00", 12)
     return report.write_report(root)
