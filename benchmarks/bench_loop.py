@@ -9,7 +9,9 @@ Every repetition starts from the same initial weights. Repetitions are interleav
 in one process so drift in machine load hits both alike. Prints plain ``key value`` lines; the headline is
 ``loop_throughput_ratio`` = framework samples/s ÷ minimal samples/s, each from its best repetition
 (interference only adds time), next to the median of per-pair ratios and a CPU-time ratio (target ≥ 0.97).
-A third arm runs the framework with the in-epoch progress line on: ``progress_on_off_ratio`` (target ≈ 1).
+A third arm runs the framework with the in-epoch progress line on: ``progress_on_off_ratio`` (target ≈ 1),
+and a fourth runs the framework again (``control_ratio``): the spread of two identical arms, against which
+the progress ratio is judged.
 
 Run: ``.venv/bin/python benchmarks/bench_loop.py`` (about 30 s on 2 cores).
 """
@@ -97,15 +99,18 @@ def main() -> None:
     def with_progress(model, data, epochs):
         return framework(model, data, epochs, progress=True)
 
-    arms = {"framework": framework, "minimal": minimal, "progress": with_progress}
+    def control(model, data, epochs):  # the framework again: the A/A ratio is the noise floor of this run
+        return framework(model, data, epochs)
+
+    arms = {"framework": framework, "minimal": minimal, "progress": with_progress, "control": control}
     for fn in arms.values():  # warm-up: first-call allocations and lazy imports (dynamo via SGD)
         once(fn)
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in arms}
     order = list(arms)
     for i in range(args.pairs):  # each repetition runs every arm once, in a rotated order
-        for name in order[i % 3:] + order[:i % 3]:
+        for name in order[i % len(order):] + order[:i % len(order)]:
             times[name].append(once(arms[name]))
-    fw, mn, pg = times["framework"], times["minimal"], times["progress"]
+    fw, mn, pg, aa = times["framework"], times["minimal"], times["progress"], times["control"]
     def tput(times: list[tuple[float, float]], k: int, pick) -> float:
         return samples / pick(t[k] for t in times)
 
@@ -122,7 +127,11 @@ def main() -> None:
     # the progress line on vs off, same loop (target: no measurable cost)
     on_off = [f[0] / p[0] for f, p in zip(fw, pg)]
     print(f"progress_on_off_ratio_median_pair {statistics.median(on_off):.3f}")
+    print(f"progress_on_off_ratio_cpu_time_best {tput(pg, 1, min) / tput(fw, 1, min):.3f}")
     print(f"progress_on_off_ratio {tput(pg, 0, min) / tput(fw, 0, min):.3f}")
+    # the same framework arm against itself: how far two identical arms drift apart on this machine now
+    print(f"control_ratio_median_pair {statistics.median(f[0] / a[0] for f, a in zip(fw, aa)):.3f}")
+    print(f"control_ratio {tput(aa, 0, min) / tput(fw, 0, min):.3f}")
 
 
 if __name__ == "__main__":
