@@ -9,6 +9,9 @@ Every repetition starts from the same initial weights. Repetitions are interleav
 in one process so drift in machine load hits both alike. Prints plain ``key value`` lines; the headline is
 ``loop_throughput_ratio`` = framework samples/s ÷ minimal samples/s, each from its best repetition
 (interference only adds time), next to the median of per-pair ratios and a CPU-time ratio (target ≥ 0.97).
+A third arm runs the framework with the in-epoch progress line on: ``progress_on_off_ratio`` (target ≈ 1),
+and a fourth runs the framework again (``control_ratio``): the spread of two identical arms, against which
+the progress ratio is judged.
 
 Run: ``.venv/bin/python benchmarks/bench_loop.py`` (about 30 s on 2 cores).
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import io
 import statistics
 import time
 
@@ -28,18 +32,23 @@ from powertrain.data import load_dataset
 from powertrain.energy import Ledger, build_meter
 from powertrain.models import create_model
 from powertrain.train import ClassificationTask, fit
+from powertrain.train.progress import Progress
 
 BATCH, LR, MOMENTUM = 64, 0.05, 0.9
 
 
-def framework(model: torch.nn.Module, data, epochs: int) -> tuple[float, float]:
-    """(wall s, CPU s) of ``fit``; building the optimizer, task and meter is start-up (bench_startup.py)."""
+def framework(model: torch.nn.Module, data, epochs: int, progress: bool = False) -> tuple[float, float]:
+    """(wall s, CPU s) of ``fit``; building the optimizer, task and meter is start-up (bench_startup.py).
+    ``progress``: with the in-epoch progress line a terminal gets, drawn into an in-memory sink at its
+    default rate (the loop's share of the cost; a terminal's own drawing happens outside this process)."""
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     task = ClassificationTask(data, BATCH, eval_batch_size=1024, seed=0)
     meter = build_meter(EnergyConfig(), "cpu")
     meter.start()
+    sink = io.StringIO()
+    bar = Progress(epochs, BATCH, show=lambda line: sink.write("\r" + line), width=120) if progress else None
     t0, c0 = time.perf_counter(), time.process_time()
-    fit(model, task, opt, meter, Ledger(), max_epochs=epochs)
+    fit(model, task, opt, meter, Ledger(), max_epochs=epochs, progress=bar)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     meter.close()
     return wall, cpu
@@ -87,16 +96,21 @@ def main() -> None:
     def once(fn) -> tuple[float, float]:
         return fn(copy.deepcopy(init), data, args.epochs)
 
-    once(framework), once(minimal)  # warm-up: first-call allocations and lazy imports (dynamo via SGD)
-    fw, mn = [], []
-    for i in range(args.pairs):
-        if i % 2 == 0:
-            fw.append(once(framework))
-            mn.append(once(minimal))
-        else:
-            mn.append(once(minimal))
-            fw.append(once(framework))
+    def with_progress(model, data, epochs):
+        return framework(model, data, epochs, progress=True)
 
+    def control(model, data, epochs):  # the framework again: the A/A ratio is the noise floor of this run
+        return framework(model, data, epochs)
+
+    arms = {"framework": framework, "minimal": minimal, "progress": with_progress, "control": control}
+    for fn in arms.values():  # warm-up: first-call allocations and lazy imports (dynamo via SGD)
+        once(fn)
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in arms}
+    order = list(arms)
+    for i in range(args.pairs):  # each repetition runs every arm once, in a rotated order
+        for name in order[i % len(order):] + order[:i % len(order)]:
+            times[name].append(once(arms[name]))
+    fw, mn, pg, aa = times["framework"], times["minimal"], times["progress"], times["control"]
     def tput(times: list[tuple[float, float]], k: int, pick) -> float:
         return samples / pick(t[k] for t in times)
 
@@ -110,6 +124,14 @@ def main() -> None:
     print(f"loop_throughput_ratio_cpu_time_best {tput(fw, 1, min) / tput(mn, 1, min):.3f}")
     # best-of-N: interference from other processes only ever adds time (timeit's reasoning)
     print(f"loop_throughput_ratio {tput(fw, 0, min) / tput(mn, 0, min):.3f}")
+    # the progress line on vs off, same loop (target: no measurable cost)
+    on_off = [f[0] / p[0] for f, p in zip(fw, pg)]
+    print(f"progress_on_off_ratio_median_pair {statistics.median(on_off):.3f}")
+    print(f"progress_on_off_ratio_cpu_time_best {tput(pg, 1, min) / tput(fw, 1, min):.3f}")
+    print(f"progress_on_off_ratio {tput(pg, 0, min) / tput(fw, 0, min):.3f}")
+    # the same framework arm against itself: how far two identical arms drift apart on this machine now
+    print(f"control_ratio_median_pair {statistics.median(f[0] / a[0] for f, a in zip(fw, aa)):.3f}")
+    print(f"control_ratio {tput(aa, 0, min) / tput(fw, 0, min):.3f}")
 
 
 if __name__ == "__main__":

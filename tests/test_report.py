@@ -24,14 +24,15 @@ from powertrain import report  # noqa: E402
 from powertrain.report.__main__ import main as report_main  # noqa: E402
 from powertrain.results import OPTUNA_STUDY_FILE  # noqa: E402
 
-# CodeCarbon's EmissionsData fields in order (codecarbon/output_methods/emissions_data.py, 3.x), typed out
-# here on purpose rather than imported from the module under test
+# CodeCarbon 3.3.2's EmissionsData fields in order (codecarbon/output_methods/emissions_data.py), typed out
+# here on purpose rather than imported from the module under test; tests/test_codecarbon.py checks the
+# file against the installed library itself
 CODECARBON_HEADER = (
-    "timestamp,project_name,run_id,experiment_id,duration,emissions,emissions_rate,cpu_utilization_percent,"
-    "ram_utilization_percent,ram_used_gb,cpu_power,gpu_power,ram_power,cpu_energy,gpu_energy,ram_energy,"
-    "energy_consumed,water_consumed,country_name,country_iso_code,region,cloud_provider,cloud_region,os,"
-    "python_version,codecarbon_version,cpu_count,cpu_model,gpu_count,gpu_model,longitude,latitude,"
-    "ram_total_size,tracking_mode,on_cloud,pue,wue")
+    "timestamp,project_name,run_id,experiment_id,duration,emissions,emissions_rate,cpu_power,gpu_power,"
+    "ram_power,cpu_energy,gpu_energy,ram_energy,energy_consumed,water_consumed,country_name,country_iso_code,"
+    "region,cloud_provider,cloud_region,os,python_version,codecarbon_version,cpu_count,cpu_model,gpu_count,"
+    "gpu_model,longitude,latitude,ram_total_size,tracking_mode,cpu_utilization_percent,"
+    "gpu_utilization_percent,ram_utilization_percent,ram_used_gb,on_cloud,pue,wue")
 
 
 @pytest.fixture(scope="session")
@@ -218,7 +219,13 @@ def test_emissions_csv_has_codecarbon_columns_and_invents_nothing(grid: Path, st
     for res in _results(grid):
         r = rows[res["run"]["id"]]
         assert float(r["energy_consumed"]) == pytest.approx(res["energy"]["total_j"] / 3.6e6)
-        assert r["emissions"] == "" and r["latitude"] == "" and r["codecarbon_version"] == ""  # no region
+        assert r["emissions"] == "" and r["latitude"] == "" and r["country_iso_code"] == ""  # no region
+        assert r["python_version"] == res["hardware"]["python"] and r["tracking_mode"] == "process"
+        # duration is the span the energies cover (train + eval), so power = energy / duration
+        span_s = res["time"]["train_s"] + res["time"]["eval_s"]
+        assert float(r["duration"]) == pytest.approx(span_s)
+        cpu_j = sum(c["energy_j"] for c in res["energy"]["components"] if c["kind"] == "cpu")
+        assert float(r["cpu_power"]) == pytest.approx(cpu_j / span_s)
     other = study / "other"
     _job(other / "6", _hand_result("completed", 0.1, 36.0, 0.7, region="DEU", trial_dir="deu"))
     report.write_report(other)
@@ -378,3 +385,122 @@ def test_report_is_logged_to_one_wandb_run(tmp_path: Path, monkeypatch) -> None:
     assert summary["runs"] == 2 and summary["energy_total_j"] == pytest.approx(20.0)
     assert any(k.startswith("figures/accuracy_vs_energy") for k in summary)
     assert any(k.startswith("tables/") for k in summary)
+
+
+def _grid_of(root: Path, n: int, tracking: str = "none") -> Path:
+    """``n`` hand-written runs over optimizer x lr x batch size (seeds beyond 36), as a sweep writes them."""
+    opts, lrs, bss = ["sgd", "adam", "adamw"], [0.1, 0.02, 0.005], [32, 128, 512, 1024]
+    for i in range(n):
+        opt, lr, bs, seed = opts[i % 3], lrs[(i // 3) % 3], bss[(i // 9) % 4], i // 36
+        e, acc = 10.0 + 7 * i, 0.4 + 0.5 * ((i * 7) % 11) / 11
+        hist = [{"epoch": k + 1, "accuracy": acc * (k + 1) / 3, "energy_j": e * (k + 1) / 3} for k in range(3)]
+        res = _hand_result("target_reached" if acc > 0.6 else "completed", lr, e, acc, history=hist,
+                           e_target=e if acc > 0.6 else None, target=0.6, trial_dir=f"r{i}", tracking=tracking)
+        res["config"].update(batch_size=bs, seed=seed, optimizer={"name": opt, "lr": lr})
+        res["run"]["overrides"] = [f"optimizer={opt}", f"optimizer.lr={lr}", f"batch_size={bs}", f"seed={seed}"]
+        _job(root / str(i), res, res["run"]["overrides"])
+    return root
+
+
+@pytest.mark.parametrize("n", [1, 4, 50])
+def test_figures_fit_their_canvas_and_name_factors_as_overrides(tmp_path: Path, n: int) -> None:
+    """Nothing drawn sticks out of the figure (so no label is clipped, whatever saves it), and factors
+    read as the override a user typed: optimizer=sgd, optimizer.lr=0.1 (not name=sgd, lr=0.1)."""
+    from powertrain.report import figures
+
+    df = report.load_sweep(_grid_of(tmp_path / "sweep", n))
+    made = figures.all_figures(df)
+    assert {"accuracy_vs_energy", "convergence", "energy_components"} <= {name for name, _ in made}
+    texts = []
+    for name, fig in made:
+        fig.canvas.draw()
+        box = fig.get_tightbbox(fig.canvas.get_renderer())
+        width, height = fig.get_size_inches()
+        assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width and box.y1 <= height, (name, box, width, height)
+        texts += [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))]
+        if name == "energy_components":  # the legend stands beside the axes, off the bars' totals
+            ax = fig.axes[0]
+            assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1
+    joined = "\n".join(texts)
+    assert "name=" not in joined and " lr=" not in joined and not joined.startswith("lr=")
+    if n > 1:
+        assert re.search(r"optimizer ?= ?(sgd|adam)", joined), joined[:2000]
+    if n == 4:  # few runs: each is labelled with its overrides
+        assert "optimizer=sgd optimizer.lr=0.1" in joined, joined[:2000]
+
+
+def test_html_captions_say_what_a_figure_shows_and_the_title_names_the_sweep(tmp_path: Path) -> None:
+    root = _grid_of(tmp_path / "2026-11-22" / "10-00-00", 4)
+    text = report.write_report(root).read_text()
+    assert "<title>powertrain report: sweep, 2026-11-22 10:00:00</title>" in text
+    captions = re.findall(r"<figcaption>([^<]*)</figcaption>", text)
+    assert len(captions) >= 4 and all(" " in c and "_" not in c for c in captions), captions
+    assert "Swept factors: optimizer, optimizer.lr." in text
+
+
+def test_wandb_copy_takes_the_per_factor_table_of_numbers_and_names(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The per-factor table's ``level`` column holds 0.1 beside sgd: W&B refused the whole upload."""
+    pytest.importorskip("wandb")
+    from test_wandb import read_run
+
+    for k in ("DIR", "CONFIG_DIR", "CACHE_DIR"):
+        monkeypatch.setenv(f"WANDB_{k}", str(tmp_path / k))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    root = _grid_of(tmp_path / "tracked", 6, tracking="wandb")
+    report.write_report(root)
+    assert "W&B upload skipped" not in capsys.readouterr().err
+    _, _, summary, _ = read_run(str(root))
+    assert any(k.startswith("tables/Per-factor effects") for k in summary), sorted(summary)
+
+
+def test_a_wandb_problem_is_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    pytest.importorskip("wandb")
+    import wandb
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise TypeError("Data row contained incompatible types:\nKey 'level': ...\n" + "detail\n" * 13)
+
+    monkeypatch.setattr(wandb, "init", broken)
+    root = _grid_of(tmp_path / "tracked", 2, tracking="wandb")
+    report.write_report(root)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert err == ["powertrain report: W&B upload skipped (TypeError: Data row contained incompatible types:)"]
+    assert (root / "report.html").is_file()
+
+
+def test_report_of_a_single_run_directory_reports_that_run(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "outputs" / "2026-11-22" / "14-35-05"
+    _job(run, _hand_result("completed", 0.1, 42.0, 0.9, trial_dir="14-35-05"))
+    assert report_main([str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "no jobs found" not in out and "jobs: 1 (1 completed)" in out
+    md = (run / "report.md").read_text()
+    assert "# powertrain report: run, 2026-11-22 14:35:05" in md and "1 runs (1 completed)" in md
+    with open(run / "emissions.csv") as f:
+        assert [r["run_id"] for r in csv.DictReader(f)] == ["14-35-05"]
+
+
+def test_report_of_a_directory_without_runs_is_one_line_and_writes_nothing(tmp_path: Path, capsys) -> None:
+    empty = tmp_path / "nothing"
+    (empty / "sub").mkdir(parents=True)
+    assert report_main([str(empty)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds no powertrain run" in err[0]
+    assert sorted(p.name for p in empty.rglob("*")) == ["sub"]
+
+
+def test_report_help_is_whole_sentences(capsys) -> None:
+    with pytest.raises(SystemExit):
+        report_main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Summarize a sweep, a study or a single run and write its report:" in text
+    assert "Runs still queued show as pending." in text
+
+
+def test_factors_straight_after_import_powertrain() -> None:
+    code = ("import powertrain, pandas as pd\n"
+            "df = pd.DataFrame({'optimizer.lr': [0.1, 0.01], 'status': ['completed'] * 2})\n"
+            "print(powertrain.report.factors(df))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "['optimizer.lr']", out.stderr

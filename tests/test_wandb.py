@@ -120,27 +120,26 @@ def offline_wandb(monkeypatch, tmp_path):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
 
 
-def _run(tmp_path, name, cfg=None, sweep_id=None):
+def _run(tmp_path, name, cfg=None, sweep_id=None, config=None, overrides=("optimizer.lr=0.01",), result=RESULT):
     run_dir = tmp_path / name
     tracker = build_tracker(cfg or TrackingConfig(name="wandb", tags=["t1"]))
     tracker.start(
         {"id": name, "dir": str(run_dir), "sweep_id": sweep_id, "name": name},
-        {"optimizer.lr": 0.01, "model.family": "simple_cnn"},
-        ["optimizer.lr=0.01"],
+        config or {"optimizer": {"name": "sgd", "lr": 0.01}, "model": {"family": "simple_cnn"}, "batch_size": 32},
+        list(overrides),
     )
-    for epoch in (1, 2):
+    for epoch in (1, 2):  # the keys of a result.json history row, as run() logs them
         tracker.log_epoch(
             {
-                "epoch": epoch,
-                "loss": 1.0 / epoch,
-                "accuracy": 0.5 + 0.2 * epoch,
-                "energy_j": {"cpu:package-0": 100.0 * epoch, "total": 120.0 * epoch},
-                "mean_power_w": 40.0,
-                "carbon_g": 0.01 * epoch,
-                "note": None,
+                "epoch": epoch, "steps": 10 * epoch, "train_loss": 1.0 / epoch, "accuracy": 0.5 + 0.2 * epoch,
+                "loss": 0.9 / epoch, "epoch_train_j": 100.0, "epoch_eval_j": 20.0, "epoch_train_s": 1.0,
+                "epoch_eval_s": 0.1, "energy_j": 120.0 * epoch, "wall_s": 1.2 * epoch,
+                "epoch_components_j": {"cpu:package-0": 100.0},
+                "components_j": {"cpu:package-0": 100.0 * epoch, "dram:0": 20.0 * epoch},
+                "lr": 0.01, "carbon_g": 0.01 * epoch, "note": None,
             }
         )
-    tracker.finish(RESULT)
+    tracker.finish(result)
     return tracker, str(run_dir)
 
 
@@ -151,10 +150,11 @@ def test_offline_run_holds_history_summary_and_config(tmp_path):
 
     rows = [r for r in history if "epoch" in r]
     assert [r["epoch"] for r in rows] == [1, 2]
-    assert rows[1]["energy_j/cpu:package-0"] == 200.0
-    assert rows[1]["energy_j/total"] == 240.0
-    assert rows[1]["carbon_g"] == pytest.approx(0.02)
-    assert rows[0]["loss"] == 1.0 and "note" not in rows[0]
+    assert rows[1]["energy/components/cpu:package-0_j"] == 200.0
+    assert rows[1]["energy/total_j"] == 240.0 and rows[1]["eval/accuracy"] == pytest.approx(0.9)
+    assert rows[1]["carbon/operational_g"] == pytest.approx(0.02)
+    assert rows[0]["train/loss"] == 1.0 and rows[0]["time/training_wall_s"] == 1.2
+    assert "note" not in rows[0] and "eval/note" not in rows[0]
 
     assert summary["energy/total_j"] == 1234.5
     assert summary["carbon/total_g"] == 0.15
@@ -163,11 +163,47 @@ def test_offline_run_holds_history_summary_and_config(tmp_path):
     assert summary["metrics/energy_to_target_j"] == 1100.0
     assert summary["energy/measured_fraction"] == 0.0
 
-    assert config["optimizer.lr"] == 0.01
+    assert config["optimizer.lr"] == 0.01 and config["optimizer.name"] == "sgd"  # flat: one column each
     assert config["overrides"] == ["optimizer.lr=0.01"]
     assert config["powertrain_run_id"] == "job0"
     assert run.run_group == "sweep-7"  # a multirun is one comparison view
     assert run.job_type == "train" and list(run.tags) == ["t1"] and run.project == "powertrain"
+
+
+def test_the_summary_has_one_name_per_number(tmp_path):
+    """The runs table: no per-epoch leftovers beside the run's figures (wall_s beside time/wall_s,
+    carbon_g beside carbon/total_g, accuracy beside metrics/final_accuracy)."""
+    _, run_dir = _run(tmp_path, "one")
+    _, _, summary, _ = read_run(run_dir)
+    shown = {k for k in summary if not k.startswith("_")}
+    for old in ("wall_s", "carbon_g", "energy_j", "accuracy", "loss", "epoch", "train_loss", "steps", "lr"):
+        assert old not in shown
+    for per_epoch in ("eval/accuracy", "train/loss", "time/training_wall_s", "energy/epoch_train_j",
+                      "time/epoch_train_s", "optimizer/lr", "energy/epoch_components/cpu:package-0_j"):
+        assert per_epoch not in shown
+    # a cumulative figure shows once, under the run figure's own name, with the result's value
+    assert summary["energy/total_j"] == 1234.5 and summary["carbon/operational_g"] == 0.13
+    assert summary["energy/components/dram:0_j"] == 40.0  # the component's whole-run joules
+
+
+def test_runs_of_a_sweep_compare_in_one_group_with_no_setup(tmp_path):
+    """What W&B's runs table, parallel coordinates and scatter plot need: one group, the swept keys as
+    flat config columns, and energy, carbon and accuracy in every run's summary."""
+    points = [("sgd", 0.1), ("adam", 0.1), ("sgd", 0.01)]
+    for i, (opt, lr) in enumerate(points):
+        result = {**RESULT, "energy": {**RESULT["energy"], "total_j": 100.0 + i},
+                  "metrics": {**RESULT["metrics"], "final_accuracy": 0.8 + i / 100}}
+        _run(tmp_path, f"job{i}", sweep_id="multirun/2026-11-22/10-00-00",
+             config={"optimizer": {"name": opt, "lr": lr}, "batch_size": 32},
+             overrides=[f"optimizer={opt}", f"optimizer.lr={lr}"], result=result)
+    seen = []
+    for i, (opt, lr) in enumerate(points):
+        config, _, summary, run = read_run(str(tmp_path / f"job{i}"))
+        seen.append(run.run_group)
+        assert (config["optimizer.name"], config["optimizer.lr"]) == (opt, lr)
+        assert summary["energy/total_j"] == 100.0 + i and summary["metrics/final_accuracy"] == 0.8 + i / 100
+        assert summary["carbon/total_g"] == 0.15
+    assert seen == ["multirun/2026-11-22/10-00-00"] * 3
 
 
 def test_two_trackers_in_one_process_make_two_runs(tmp_path):

@@ -11,4 +11,8 @@ def __getattr__(name: str) -> Any:
         from powertrain.report.load import load_sweep
 
         return load_sweep
+    if name == "report":  # ``powertrain.report.factors(df)`` straight after ``import powertrain`` (light)
+        import importlib
+
+        return importlib.import_module("powertrain.report")
     raise AttributeError(f"module 'powertrain' has no attribute {name!r}")

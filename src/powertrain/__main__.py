@@ -87,11 +87,28 @@ def task(dcfg: Any) -> Any:
     except ConfigError as e:  # found while building (e.g. a dataset root without the files)
         return _bad_input(e, multirun)
     if not multirun:
+        _emissions_csv(run_dir, result)
         code = exit_code(result["status"])
         if code:
             sys.exit(code)
     return {"status": result["status"], "accuracy": result["metrics"]["final_accuracy"],
             "energy_j": result["energy"]["total_j"], "dir": str(run_dir)}
+
+
+def _emissions_csv(run_dir: Path, result: dict[str, Any]) -> None:
+    """A single run's emissions.csv (CodeCarbon's layout) beside its result.json; a sweep writes one at
+    its root with a row per job. Never fails the run: result.json is the record."""
+    from powertrain.run.distributed import detect_world
+
+    world = detect_world()
+    if world is not None and not world.is_main:  # rank 0 writes the run's files
+        return
+    try:
+        from powertrain.report.codecarbon import write_run
+
+        write_run(run_dir, result)
+    except Exception as e:
+        print(f"powertrain: emissions.csv not written ({type(e).__name__}: {e})", file=sys.stderr, flush=True)
 
 
 def _compose_once(argv: list[str]) -> None:
@@ -111,6 +128,33 @@ def _compose_once(argv: list[str]) -> None:
     Hydra.get_mode = lambda self, config_name, overrides: None  # type: ignore[method-assign]
 
 
+def _version() -> str:
+    import hydra
+
+    from powertrain import __version__
+
+    return f"powertrain {__version__} (Hydra {hydra.__version__})"
+
+
+def _check(argv: list[str]) -> list[str]:
+    """The pre-checks on the overrides (Hydra's own flags and their values untouched); the argv to run."""
+    from powertrain.compose.overrides import check_overrides, hydra_args, other_configs
+    from powertrain.compose.resume import resume_argv
+    from powertrain.launch.search import check_argv as check_sweep_argv
+    from powertrain.launch.slurm import check_launcher_argv
+
+    args = hydra_args(argv)
+    if args is not None and args.shell_completion:  # install=bash / query=... are Hydra's, not overrides
+        return argv
+    argv = resume_argv(argv)  # resume=<run_dir> -> that run's overrides + its dir
+    args = hydra_args(argv)
+    overrides = list(args.overrides) if args is not None else argv
+    check_overrides(overrides, other_sources=other_configs(args))
+    check_sweep_argv(overrides)  # hydra/sweeper=optuna: sampler, keys, search space
+    check_launcher_argv(overrides)  # hydra.launcher.<key>: a key the chosen launcher has
+    return argv
+
+
 def main() -> None:
     """Console entry point (``powertrain report DIR`` goes to the report command, never to Hydra)."""
     if sys.argv[1:2] == ["report"]:
@@ -118,25 +162,22 @@ def main() -> None:
         from powertrain.studies import analyzer
 
         sys.exit(report_main(sys.argv[2:], analyzer=analyzer))
-    from powertrain.compose.overrides import check_overrides
-    from powertrain.compose.resume import resume_argv
-    from powertrain.launch.search import check_argv as check_sweep_argv
-    from powertrain.launch.slurm import check_launcher_argv
-
+    if "--version" in sys.argv[1:]:  # Hydra's flag would name Hydra's version only
+        print(_version())
+        sys.exit(0)
     try:
-        sys.argv[1:] = resume_argv(sys.argv[1:])  # resume=<run_dir> -> that run's overrides + its dir
-        check_overrides(sys.argv[1:])
-        check_sweep_argv(sys.argv[1:])  # hydra/sweeper=optuna: sampler, keys, search space
-        check_launcher_argv(sys.argv[1:])  # hydra.launcher.<key>: a key the chosen launcher has
+        sys.argv[1:] = _check(sys.argv[1:])
     except ConfigError as e:
         _fail(e)
 
     import hydra
 
+    from powertrain.compose.help import register_resolver
     from powertrain.compose.validate import register_configs
     from powertrain.config.paths import conf_dir
 
     register_configs()
+    register_resolver()  # hydra.help.template: the generated --help
     if any(a.lstrip("+") in ("predict=true", "predict=True") for a in sys.argv[1:]):
         sys.argv.append("hydra.output_subdir=null")  # a prediction leaves no job dirs behind to report on
     _compose_once(sys.argv[1:])

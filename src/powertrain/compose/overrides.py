@@ -73,8 +73,37 @@ def _preset(experiment: Optional[str]) -> tuple[Optional[str], Optional[str]]:
     return driver, paradigm
 
 
-def check_overrides(argv: list[str]) -> None:
-    """Raise ConfigError for the first override whose key is unknown or whose value is not allowed."""
+def hydra_args(argv: list[str]) -> Optional[Any]:
+    """``argv`` parsed by Hydra's own argument parser (``.overrides``, ``.shell_completion``, ``.config_dir``,
+    ...), so a flag's value (``-c job``, ``-cd DIR``, ``-sc install=bash``) is never taken for an override.
+    None when Hydra would refuse the command line itself: then Hydra says why, as it always has."""
+    import contextlib
+    import io
+
+    from hydra._internal.utils import get_args_parser
+
+    parser = get_args_parser()
+    parser.exit_on_error = False  # Python >= 3.9: raise instead of printing usage and exiting
+    try:
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            args, unknown = parser.parse_known_args(argv)
+    except (Exception, SystemExit):  # e.g. --cfg with a bad choice: Hydra prints its own usage line
+        return None
+    return None if unknown else args
+
+
+def other_configs(args: Any) -> bool:
+    """Whether the command line adds or swaps config sources (``--config-dir``, ``--config-path``,
+    ``--config-name``): group options and presets may then live outside conf/, so Hydra judges them."""
+    return bool(args is not None and (args.config_dir or args.config_path or args.config_name))
+
+
+def check_overrides(argv: list[str], other_sources: bool = False) -> None:
+    """Raise ConfigError for the first override whose key is unknown or whose value is not allowed.
+
+    ``argv`` holds the overrides (Hydra's flags taken out, see ``hydra_args``); ``other_sources``: the
+    command line adds a config directory, so group options are not checked against conf/ alone.
+    """
     args = [a for a in argv if "=" in a and not a.startswith("-")]
     if not args:
         return
@@ -87,7 +116,7 @@ def check_overrides(argv: list[str]) -> None:
     except Exception as e:  # Hydra's grammar error is already one clear line
         raise ConfigError("overrides", " ".join(args), str(e).splitlines()[0]) from None
     # an extra search path may hold more group options than conf/ does: leave those to Hydra
-    searchpath = any(ov.key_or_group.startswith("hydra.searchpath") for ov in parsed)
+    searchpath = other_sources or any(ov.key_or_group.startswith("hydra.searchpath") for ov in parsed)
     for ov in parsed:
         if ov.key_or_group in CHOICE_GROUPS and ov.package is None and not searchpath and not ov.is_delete():
             _check_group_option(ov.key_or_group, ov)

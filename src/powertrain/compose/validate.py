@@ -92,6 +92,7 @@ def register_configs() -> None:
     and ``base_study_<driver>``."""
     from hydra.core.config_store import ConfigStore
 
+    from powertrain.compose.help import register_resolver
     from powertrain.paradigms import PARADIGMS
     from powertrain.studies import STUDIES
 
@@ -103,6 +104,7 @@ def register_configs() -> None:
         cs.store(group="paradigm", name=f"base_{name}", node=module.Config)
     for name, module in STUDIES.items():
         cs.store(group="study", name=f"base_study_{name}", node=getattr(module, "Config", StudyConfig))
+    register_resolver()  # hydra.help.template (conf/config.yaml) calls it
 
 
 def _as_paradigm(cfg: RunConfig) -> None:

@@ -48,6 +48,8 @@ def describe(device: Any, profile: Any) -> dict[str, Any]:
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
+        "python": platform.python_version(),
+        "ram_total_gb": _ram_total_gb(),
         "torch": torch.__version__,
         "profile": profile.name,
         "cpu_threads": torch.get_num_threads(),
@@ -61,6 +63,14 @@ def describe(device: Any, profile: Any) -> dict[str, Any]:
         info["cuda"] = torch.version.cuda
         info["driver"] = _nvidia_driver()
     return info
+
+
+def _ram_total_gb() -> Optional[float]:
+    """The machine's memory in GB (MemTotal), or None where /proc/meminfo is unreadable."""
+    from powertrain.energy.attribution import mem_total_bytes
+
+    total = mem_total_bytes()
+    return None if total is None else round(total / 1e9, 3)
 
 
 def _nvidia_driver() -> Optional[str]:

@@ -1,7 +1,7 @@
-"""``powertrain report DIR`` (or ``python -m powertrain.report DIR``): summarize a sweep or study and
-write its report.
+"""``powertrain report DIR`` (or ``python -m powertrain.report DIR``): summarize a sweep, a study or a
+single run and write its report.
 
-Reads every result.json under DIR, rewrites sweep_summary.json/.csv there, prints the table and writes
+Reads every result.json under DIR (DIR's own, for a single run's directory), rewrites sweep_summary.json/.csv there, prints the table and writes
 report.html, report.md, figures/ and emissions.csv. Useful on a half-finished study (queued jobs show as
 pending), after jobs were re-run, or for a sweep whose launcher ended before the summary was written.
 """
@@ -13,22 +13,30 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from powertrain.report import OBJECTIVES, format_table, report
+from powertrain.report import OBJECTIVES, format_table, job_dirs, report
+
+DESCRIPTION = ("Summarize a sweep, a study or a single run and write its report: sweep_summary.json/.csv, "
+               "report.html, report.md, figures/ and emissions.csv in DIR. Runs still queued show as pending.")
 
 
 def main(argv: list[str] | None = None, analyzer: Any = None) -> int:
     """Command-line entry; returns the exit code (2 for a bad argument)."""
-    p = argparse.ArgumentParser(prog="powertrain report", description=__doc__.splitlines()[0])
-    p.add_argument("sweep_dir", type=Path, help="a multirun sweep directory (multirun/<date>/<time>)")
+    p = argparse.ArgumentParser(prog="powertrain report", description=DESCRIPTION)
+    p.add_argument("sweep_dir", type=Path, metavar="DIR",
+                   help="a sweep (multirun/<date>/<time>), a study, or one run's directory (outputs/<date>/<time>)")
     p.add_argument("--objective", default=None,
                    help=f"comma-separated objectives for the Pareto front; of {', '.join(OBJECTIVES)}")
     p.add_argument("--direction", default=None, help="comma-separated maximize|minimize, one per objective")
     p.add_argument("--no-write", action="store_true", help="print only; write neither summary nor report")
     p.add_argument("--no-report", action="store_true", help="summary files only, no report.html/figures")
-    p.add_argument("--title", default=None, help="the report's title (default: the directory name)")
+    p.add_argument("--title", default=None, help="the report's title (default: sweep or study and its date)")
     args = p.parse_args(argv)
     if not args.sweep_dir.is_dir():
         print(f"powertrain.report: error: {args.sweep_dir} is not a directory", file=sys.stderr)
+        return 2
+    if not job_dirs(args.sweep_dir):  # nothing to report: say so, and leave the directory as it was
+        print(f"powertrain.report: error: {args.sweep_dir} holds no powertrain run (no result.json, and no "
+              ".hydra/overrides.yaml of a queued job, in it or under it)", file=sys.stderr)
         return 2
     objectives = args.objective.split(",") if args.objective else None
     directions = args.direction.split(",") if args.direction else None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from powertrain.report.load import factors
+from powertrain.report.load import factor_name, factors
 from powertrain.report.sections import Table
 from powertrain.report.summary import BEST_SHARE
 from powertrain.results import USABLE
@@ -20,9 +20,10 @@ def _parts(df: Any) -> list[tuple[str, Any]]:
 
 
 def label(row: Any, keys: list[str], by_part: bool = True) -> str:
-    """A short label of a run: its part and its factor values (``lr=0.1 bs=32``), else its job.
-    ``by_part=False`` where every run shares one part (a study's one grid): the part tells them nothing."""
-    bits = [f"{k.split('.')[-1]}={row[k]}" for k in keys if k in row.index and row[k] is not None]
+    """A short label of a run: its part and its factor values as overrides (``optimizer=sgd
+    optimizer.lr=0.1``), else its job. ``by_part=False`` where every run shares one part (a study's one
+    grid): the part tells them nothing."""
+    bits = [f"{factor_name(k)}={row[k]}" for k in keys if k in row.index and row[k] is not None]
     text = " ".join(bits)
     part = row["part"] if by_part else None
     if part and (not text or len(text) > 24):  # a study part is named for what it changes: shorter
@@ -103,7 +104,7 @@ def worst_best(df: Any) -> list[dict[str, Any]]:
 
 
 def _cell_name(row: Any, keys: list[str]) -> str:
-    return " ".join(f"{k}={row[k]}" for k in keys) or "(one cell)"
+    return " ".join(f"{factor_name(k)}={row[k]}" for k in keys) or "(one cell)"
 
 
 def worst_best_table(df: Any) -> Table:
@@ -136,7 +137,7 @@ def factor_effects(df: Any) -> Optional[Table]:
             e = g["energy_to_target_j" if targeted else "total_j"].dropna()
             a = g["final_accuracy"].dropna() * 100
             reached = [int(g["energy_to_target_j"].notna().sum())] if targeted else []
-            rows.append([k, level, len(g), *reached,
+            rows.append([factor_name(k), level, len(g), *reached,
                          *(_stats(e) if len(e) else [None] * 3), *(_stats(a) if len(a) else [None] * 3)])
     energy = ["reached target", "E->target min (J)", "E->target median (J)", "E->target max (J)"] if targeted \
         else ["energy min (J)", "energy median (J)", "energy max (J)"]
@@ -253,5 +254,5 @@ def runs_table(df: Any) -> Table:
         rows.append([r["job"], r["status"], *(r[k] for k in keys),
                      None if r["final_accuracy"] != r["final_accuracy"] else r["final_accuracy"] * 100,
                      r["total_j"], r["energy_to_target_j"], r["time_to_target_s"], r["wall_s"], r["error"] or ""])
-    return Table(["job", "status", *keys, "accuracy (%)", "energy (J)", "E->target (J)", "t->target (s)",
+    return Table(["job", "status", *map(factor_name, keys), "accuracy (%)", "energy (J)", "E->target (J)", "t->target (s)",
                   "wall (s)", "error"], rows, "Every run under the directory, whatever its status.")

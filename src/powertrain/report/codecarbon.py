@@ -1,41 +1,74 @@
-"""A per-run CSV in CodeCarbon's emissions.csv column layout, so dashboards that read CodeCarbon files read
-powertrain's runs. Columns powertrain cannot fill stay empty, never invented.
+"""A per-run CSV in CodeCarbon's emissions.csv layout, so dashboards and scripts that read CodeCarbon files
+read powertrain's runs, and CodeCarbon's own file writer appends to ours. Columns powertrain cannot fill
+stay empty, never invented.
 
-The columns are the fields of CodeCarbon's ``EmissionsData`` dataclass (codecarbon/output_methods/
-emissions_data.py, the 3.x layout with utilisation and water columns), in its order, with its units:
-energy in kWh, emissions in kg CO2e, power in W, duration in s, emissions_rate in kg/s.
+The columns and their order are the fields of CodeCarbon's ``EmissionsData`` dataclass, read from the
+installed ``codecarbon`` when it can be imported, else from the packaged copy
+(resources/codecarbon_emissions_layout.json, which names the CodeCarbon version it was taken from).
+Units, as CodeCarbon's: energy in kWh, emissions in kg CO2e (operational only: CodeCarbon has no embodied
+share), power in W, duration in s, emissions_rate in kg/s, ram_total_size in GB.
+
+The span: ``duration`` is the run's train + eval time (``time.train_s + time.eval_s``), the same windows
+that ``energy.total_j`` and every component's joules cover, so ``*_power = *_energy / duration`` is the
+mean power while training and evaluating. Setup (loading data, building the model) is metered apart in
+result.json (``energy.setup_j``) and is in none of these columns.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
+import json
 from pathlib import Path
 from typing import Any, Optional
 
 from powertrain.energy.base import J_PER_KWH
 
-COLUMNS = ("timestamp", "project_name", "run_id", "experiment_id", "duration", "emissions", "emissions_rate",
-           "cpu_utilization_percent", "ram_utilization_percent", "ram_used_gb", "cpu_power", "gpu_power",
-           "ram_power", "cpu_energy", "gpu_energy", "ram_energy", "energy_consumed", "water_consumed",
-           "country_name", "country_iso_code", "region", "cloud_provider", "cloud_region", "os",
-           "python_version", "codecarbon_version", "cpu_count", "cpu_model", "gpu_count", "gpu_model",
-           "longitude", "latitude", "ram_total_size", "tracking_mode", "on_cloud", "pue", "wue")
+LAYOUT_FILE = "codecarbon_emissions_layout.json"
 KIND_COLUMN = {"cpu": "cpu", "gpu": "gpu", "dram": "ram"}  # powertrain component kind -> CodeCarbon prefix
+
+
+@functools.lru_cache(maxsize=1)
+def layout() -> tuple[tuple[str, ...], str]:
+    """(columns in order, the CodeCarbon version they come from): the installed library's
+    ``EmissionsData`` where importable, else the packaged layout."""
+    try:
+        import dataclasses
+
+        import codecarbon
+        from codecarbon.output_methods.emissions_data import EmissionsData
+
+        return tuple(f.name for f in dataclasses.fields(EmissionsData)), str(codecarbon.__version__)
+    except Exception:  # not installed (it is not a dependency), or a layout it no longer has
+        from importlib import resources
+
+        data = json.loads(resources.files("powertrain.resources").joinpath(LAYOUT_FILE).read_text("utf-8"))
+        return tuple(data["columns"]), str(data["codecarbon_version"])
+
+
+def __getattr__(name: str) -> Any:
+    if name == "COLUMNS":  # the old constant, now read from the layout
+        return layout()[0]
+    raise AttributeError(name)
 
 
 def row(result: Optional[dict[str, Any]], job: str) -> dict[str, Any]:
     """One emissions.csv row for a result.json dict (None: a run without a result, only its id is known)."""
-    out: dict[str, Any] = dict.fromkeys(COLUMNS, "")
+    columns, version = layout()
+    out: dict[str, Any] = dict.fromkeys(columns, "")
     out["run_id"] = job
     if not result:
         return out
     run, en, ca = result.get("run") or {}, result.get("energy") or {}, result.get("carbon") or {}
-    hw, cfg = result.get("hardware") or {}, result.get("config") or {}
-    wall_s = (result.get("time") or {}).get("wall_s")
+    hw, cfg, ti = result.get("hardware") or {}, result.get("config") or {}, result.get("time") or {}
+    span_s = _span_s(ti)
     out.update(timestamp=str(run.get("finished_at") or "")[:19], run_id=run.get("id") or job,
                project_name=(cfg.get("tracking") or {}).get("project") or "powertrain",
-               experiment_id=run.get("sweep_id") or "", duration=_v(wall_s), os=hw.get("platform") or "",
-               cpu_count=_v(hw.get("cpu_count")), cpu_model=hw.get("cpu_model") or "", pue=_v(ca.get("pue")))
+               experiment_id=run.get("sweep_id") or "", duration=_v(span_s), os=hw.get("platform") or "",
+               python_version=hw.get("python") or "", codecarbon_version=version,
+               cpu_count=_v(hw.get("cpu_count")), cpu_model=hw.get("cpu_model") or "",
+               ram_total_size=_v(hw.get("ram_total_gb")), pue=_v(ca.get("pue")),
+               tracking_mode=_tracking_mode(en.get("components") or []))
     gpus = hw.get("gpus") or []
     out.update(gpu_count=len(gpus), gpu_model=", ".join(map(str, gpus)))
     if en.get("total_j") is not None:
@@ -47,19 +80,52 @@ def row(result: Optional[dict[str, Any]], job: str) -> dict[str, Any]:
             per_kind[kind] = per_kind.get(kind, 0.0) + float(c["energy_j"])
     for kind, j in per_kind.items():
         out[f"{kind}_energy"] = j / J_PER_KWH
-        if wall_s:  # mean power over the run, the only power figure a whole-run record supports
-            out[f"{kind}_power"] = j / wall_s
+        if span_s:  # mean power over the same windows the energy covers
+            out[f"{kind}_power"] = j / span_s
     if ca.get("operational_g") is not None:  # CodeCarbon's emissions are operational only
         out["emissions"] = ca["operational_g"] / 1000
-        if wall_s:
-            out["emissions_rate"] = out["emissions"] / wall_s
-    region = str(ca.get("region") or "")
+        if span_s:
+            out["emissions_rate"] = out["emissions"] / span_s
+    out.update(_location(ca.get("region")))
+    return {k: v for k, v in out.items() if k in columns}
+
+
+def _span_s(time_section: dict[str, Any]) -> Optional[float]:
+    """train + eval seconds: the windows ``energy.total_j`` covers (None when neither was recorded)."""
+    parts = [time_section.get("train_s"), time_section.get("eval_s")]
+    parts = [float(p) for p in parts if isinstance(p, (int, float))]
+    return sum(parts) if parts else None
+
+
+def _tracking_mode(components: list[dict[str, Any]]) -> str:
+    """CodeCarbon's ``machine`` when every CPU/DRAM component was billed whole, else ``process`` (a share:
+    this process's threads, CPU time or memory)."""
+    host = [c for c in components if c.get("kind") in ("cpu", "dram")]
+    if not host:
+        return ""
+    return "machine" if all(c.get("share") == 1.0 for c in host) else "process"
+
+
+def _location(region: Any) -> dict[str, Any]:
+    """Country or cloud columns from ``carbon.region`` (an ISO 3166 alpha-3 code or ``provider:region``)."""
+    region = str(region or "")
+    if not region:
+        return {}
     if ":" in region:
-        out["cloud_provider"], _, out["cloud_region"] = region.partition(":")
-        out["on_cloud"] = "Y"
-    elif len(region) == 3 and region.isalpha():
+        provider, _, name = region.partition(":")
+        return {"cloud_provider": provider, "cloud_region": name, "on_cloud": "Y"}
+    out: dict[str, Any] = {"on_cloud": "N"}
+    if len(region) == 3 and region.isalpha():
         out["country_iso_code"] = region.upper()
-    elif region:
+        try:
+            from powertrain.carbon.intensity import table
+
+            hit = table().get(region.upper())
+            if hit is not None:
+                out["country_name"] = hit.source.split(" (")[0]
+        except Exception:  # the name is a nicety; the code is the key
+            pass
+    else:
         out["region"] = region
     return out
 
@@ -68,12 +134,22 @@ def _v(x: Any) -> Any:
     return "" if x is None else x
 
 
-def write(path: Path, df: Any) -> Path:
-    """Write emissions.csv for every run of a ``load_sweep`` frame (runs without a result: id only)."""
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """Write ``rows`` (from ``row``) as emissions.csv at ``path``."""
     path = Path(path)
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w = csv.DictWriter(f, fieldnames=layout()[0])
         w.writeheader()
-        for _, r in df.iterrows():
-            w.writerow(row(r["result"] if isinstance(r["result"], dict) else None, r["run_dir"]))
+        w.writerows(rows)
     return path
+
+
+def write(path: Path, df: Any) -> Path:
+    """Write emissions.csv for every run of a ``load_sweep`` frame (runs without a result: id only)."""
+    return write_rows(path, [row(r["result"] if isinstance(r["result"], dict) else None, r["run_dir"])
+                             for _, r in df.iterrows()])
+
+
+def write_run(run_dir: Path, result: dict[str, Any]) -> Path:
+    """emissions.csv of a single run, in its own directory (a sweep's is written at the sweep root)."""
+    return write_rows(Path(run_dir) / "emissions.csv", [row(result, str(run_dir))])

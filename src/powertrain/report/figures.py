@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from powertrain.report.analysis import pareto_mask, run_labels, search_curves
-from powertrain.report.load import factors
+from powertrain.report.load import factor_name, factors
 
 STATUS_STYLE = {  # colour and marker per status, so a failed run is visible at a glance
     "target_reached": ("#1b9e77", "o"), "completed": ("#7570b3", "o"), "budget_exhausted": ("#e6ab02", "s"),
@@ -93,7 +93,7 @@ def accuracy_vs_energy(df: Any) -> Optional[Any]:
         ax.scatter(g["total_j"], g["final_accuracy"] * 100, c=colour, marker=marker, s=42, alpha=0.85,
                    label=f"{status} ({len(g)})", edgecolors="white", linewidths=0.5)
     for level, colour in colours.items():
-        ax.scatter([], [], color=colour, marker="s", s=36, label=f"{hue} = {level}")
+        ax.scatter([], [], color=colour, marker="s", s=36, label=f"{factor_name(hue)} = {level}")
     front = d[pareto_mask(d)].sort_values("total_j")
     if len(front):
         ax.step(front["total_j"], front["final_accuracy"] * 100, where="post", color="black", lw=1.2)
@@ -140,7 +140,7 @@ def convergence(df: Any) -> Optional[Any]:
             continue
         ax.plot(e, a, marker=".", ms=3, lw=0.8, alpha=0.5, color=colours.get(r[hue] if hue else None, "#555555"))
     for level, colour in colours.items():  # one legend entry per level, in the levels' order
-        ax.plot([], [], color=colour, lw=1.5, label=f"{hue} = {level}")
+        ax.plot([], [], color=colour, lw=1.5, label=f"{factor_name(hue)} = {level}")
     targets = sorted({t for t in df["target_accuracy"].dropna()})
     for t in targets:
         ax.axhline(t * 100, color="crimson", ls="--", lw=1, label=f"target {t * 100:g} %")
@@ -203,9 +203,9 @@ def energy_heatmap(df: Any) -> Optional[Any]:
                     else "white")
     ax.set_xticks(range(len(xs)), [str(v) for v in xs])
     ax.set_yticks(range(len(ys)), [str(v) for v in ys])
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
-    ax.set_title(f"Energy to target (median over seeds and other factors)\n{y} x {x}")
+    ax.set_xlabel(factor_name(x))
+    ax.set_ylabel(factor_name(y))
+    ax.set_title(f"Energy to target (median over seeds and other factors)\n{factor_name(y)} x {factor_name(x)}")
     bar = fig.colorbar(im, ax=ax, label="energy to target (J)")
     if norm is not None:
         _plain_ticks(bar.ax.yaxis)
@@ -251,7 +251,8 @@ def energy_components(df: Any) -> Optional[Any]:
     keys = factors(df, include_seed=True)
     names = sorted({c["name"] for r in d["result"] for c in r["energy"]["components"]})
     colours = {n: plt.get_cmap("Set2")(i % 8) for i, n in enumerate(names)}
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(d) + 3), 4.8))
+    # +2 in for the legend beside the axes
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(d) + 3) + 2, 4.8))
     bottom = [0.0] * len(d)
     for n in names:
         for measured in (True, False):
@@ -272,8 +273,9 @@ def energy_components(df: Any) -> Optional[Any]:
                     textcoords="offset points")
     ax.margins(y=0.08)  # room for the totals above the bars
     ax.set_ylabel("energy per run (J)")
-    ax.set_title("Energy per component: solid = measured, hatched = estimated")
-    ax.legend(fontsize=8)
+    ax.set_title("Energy per component\nsolid = measured, hatched = estimated")
+    # beside the axes: inside, it sat on the totals written above the tallest bars
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     return fig
 

@@ -46,6 +46,8 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 def _part(rel: Path) -> str:
     # a plain sweep's jobs are numbered children (0, 1, ...); anything else is a named part of a study
+    if not rel.parts:  # the directory is a single run itself
+        return ""
     first = rel.parts[0]
     return first if len(rel.parts) > 1 or not first.isdigit() else ""
 
@@ -87,7 +89,8 @@ def to_target_from_history(history: Any, target: Optional[float]) -> tuple[Optio
 def _row(job_dir: Path, root: Path, trials: dict[Path, int]) -> dict[str, Any]:
     result, status, error = load_result(job_dir)
     row: dict[str, Any] = {"run_dir": str(job_dir), "part": _part(job_dir.relative_to(root)),
-                           "job": str(job_dir.relative_to(root)), "trial": trials.get(job_dir.resolve()),
+                           "job": str(job_dir.relative_to(root)) if job_dir != root else job_dir.name,
+                           "trial": trials.get(job_dir.resolve()),
                            "status": status, "error": error}
     if result is None:
         if status == "missing" and not _ended(job_dir, root):
@@ -155,7 +158,7 @@ def _varying(rows: list[dict[str, Any]]) -> list[str]:
         values = {repr(c.get(k)) for c in configs}
         if len(values) > 1:
             out.append(k)
-    return out
+    return sorted(out, key=factor_name)  # as they read: optimizer before optimizer.lr
 
 
 def load_sweep(directory: Any) -> Any:
@@ -171,7 +174,8 @@ def load_sweep(directory: Any) -> Any:
     root = Path(directory).resolve()
     trials = _trials(root)
     # part by part, jobs in numeric order inside each (job_dirs alone would interleave 0, 0, 1, 1, ...)
-    dirs = sorted(job_dirs(root), key=lambda d: (str(d.parent.relative_to(root)), _job_sort_key(d)))
+    dirs = sorted(job_dirs(root), key=lambda d: (str(d.parent.relative_to(root)) if d != root else "",
+                                                 _job_sort_key(d)))
     rows = [_row(d, root, trials) for d in dirs]
     reserved = {"run_dir", "part", "job", "trial", "status", "error", "seed", "to_target_source", "region",
                 "overrides", "history", "result", *METRICS, *ENERGY, *CARBON, *TIME}
@@ -212,3 +216,13 @@ def factors(df: Any, include_seed: bool = False) -> list[str]:
         swept.append("seed")
     return swept
 
+
+def factor_name(key: str) -> str:
+    """A factor as the report shows it: the override a user types. A group's choice (``optimizer.name``)
+    reads as the group (``optimizer``, as in ``optimizer=sgd``); any other key as its dotted path
+    (``optimizer.lr``); a key prefixed ``config.`` to tell it from a metric column loses the prefix."""
+    from powertrain.config import GROUPS
+
+    k = key[len("config."):] if key.startswith("config.") else key
+    group, _, leaf = k.partition(".")
+    return group if leaf == "name" and group in GROUPS else k

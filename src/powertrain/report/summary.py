@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
+from powertrain.console import num
 from powertrain.results import OPTUNA_STUDY_FILE, RESULT_FILE, USABLE, load_result
 
 SUMMARY_SCHEMA = "powertrain.sweep_summary/1"
@@ -70,6 +71,8 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
         if marked and d != sweep_dir:  # the sweep root itself is not a job
             found.append(d)
         dirs[:] = [n for n in dirs if not n.startswith(".")]  # .hydra, submitit's bookkeeping: not jobs
+    if not found and (sweep_dir / RESULT_FILE).is_file():  # a single run's own directory: that run
+        found = [sweep_dir]
     return sorted(found, key=_job_sort_key)
 
 
@@ -94,7 +97,7 @@ def row_from_job(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
     """One tidy row for a job directory (status ``missing`` if it has no readable result.json)."""
     job_dir = Path(job_dir)
     row: dict[str, Any] = {
-        "job": str(job_dir.relative_to(sweep_dir)), "job_num": int(job_dir.name) if job_dir.name.isdigit() else None,
+        "job": str(job_dir.relative_to(sweep_dir)) if job_dir != Path(sweep_dir) else job_dir.name, "job_num": int(job_dir.name) if job_dir.name.isdigit() else None,
         "trial": None, "status": "missing", "overrides": _read_overrides(job_dir), "error": None,
         "accuracy": None, "best_accuracy": None, "loss": None, "epochs": None, "energy_j": None,
         "carbon_g": None, "energy_to_target_j": None, "wall_s": None, "attempts": None, "dir": str(job_dir),
@@ -240,14 +243,14 @@ def format_table(summary: dict[str, Any]) -> str:
     for r, ov in zip(rows, _varying(rows)):
         lines.append((r["job"] if r["trial"] is None else f"{r['job']} (t{r['trial']})", r["status"],
                       _fmt(None if r["accuracy"] is None else r["accuracy"] * 100, ".2f"),
-                      _fmt(r["energy_j"], ".1f"), _fmt(r["carbon_g"], ".4f"),
+                      _fmt(r["energy_j"], ".1f"), "-" if r["carbon_g"] is None else num(r["carbon_g"], 4),
                       _fmt(r["energy_to_target_j"], ".1f"), " ".join(ov)))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     out = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines]
     c = summary["campaign"]
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary["status_counts"].items()))
     out.append(f"jobs: {c['jobs']} ({counts})")
-    carbon = "" if c["total_carbon_g"] is None else f", {c['total_carbon_g']:.4f} gCO2e"
+    carbon = "" if c["total_carbon_g"] is None else f", {num(c['total_carbon_g'], 4)} gCO2e"
     out.append(f"campaign: {c['total_energy_j']:.1f} J = {c['total_energy_j'] / 3600:.4f} Wh{carbon}, "
                f"{c['total_wall_s']:.1f} s of job time")
     if c["rounds_to_best"] is not None:

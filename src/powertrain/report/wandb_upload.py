@@ -29,6 +29,23 @@ def _cell(v: Any) -> Any:
     return v if v is None or isinstance(v, (int, float, str, bool)) else str(v)
 
 
+def _kind(v: Any) -> str:
+    return "bool" if isinstance(v, bool) else "number" if isinstance(v, (int, float)) else "text"
+
+
+def table_data(rows: list[list[Any]]) -> list[list[Any]]:
+    """Rows as W&B takes them: one type per column. A column that mixes numbers and names (the
+    per-factor table's ``level``: 0.1 beside sgd) becomes text, which W&B would otherwise refuse."""
+    data = [[_cell(v) for v in r] for r in rows]
+    for j in range(max((len(r) for r in data), default=0)):
+        kinds = {_kind(r[j]) for r in data if j < len(r) and r[j] is not None}
+        if len(kinds) > 1:
+            for r in data:
+                if j < len(r) and r[j] is not None:
+                    r[j] = str(r[j])
+    return data
+
+
 def upload_if_tracked(df: Any, root: Path, title: str, items: list[tuple[str, Any]]) -> Optional[str]:
     """Log ``items`` ((name, Table) or (name, png path)) to one W&B run; return its directory, or None."""
     found = _tracking(df)
@@ -52,7 +69,7 @@ def upload_if_tracked(df: Any, root: Path, title: str, items: list[tuple[str, An
                 key = name.replace("/", "-")
                 if isinstance(item, Table):
                     logged[f"tables/{key}"] = wandb.Table(columns=[str(c) for c in item.columns],
-                                                          data=[[_cell(v) for v in r] for r in item.rows])
+                                                          data=table_data(item.rows))
                 else:
                     logged[f"figures/{key}"] = wandb.Image(str(item))
             run.log(logged)
@@ -61,5 +78,6 @@ def upload_if_tracked(df: Any, root: Path, title: str, items: list[tuple[str, An
             run.finish()
         return str(Path(root) / "wandb")
     except Exception as e:  # the report files are written; a W&B problem must not take them away
-        print(f"powertrain report: W&B upload skipped ({type(e).__name__}: {e})", file=sys.stderr)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""  # W&B's messages run to many lines
+        print(f"powertrain report: W&B upload skipped ({type(e).__name__}: {first})", file=sys.stderr)
         return None

@@ -14,15 +14,55 @@ from pathlib import Path
 from typing import Any, Optional
 
 from powertrain.report import analysis, codecarbon
-from powertrain.report.load import FROM_HISTORY
+from powertrain.report.load import FROM_HISTORY, factor_name
 from powertrain.report.sections import Section, Table
-from powertrain.results import STUDY_FILE
+from powertrain.results import RESULT_FILE, STUDY_FILE
 
 CSS = """body{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222;line-height:1.4}
 table{border-collapse:collapse;margin:.6em 0 1.4em;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;
 text-align:right}th{background:#f1f1f1}td:first-child,th:first-child{text-align:left}caption{caption-side:top;
 text-align:left;font-style:italic;padding:3px 0}img{max-width:100%;border:1px solid #eee}
 .warn{background:#fff3cd;border:1px solid #e0c36b;padding:.6em}figure{margin:1em 0}"""
+
+
+# what each generic figure shows, as its caption (a study's figures are captioned by their own titles)
+CAPTIONS = {
+    "accuracy_vs_energy": "Final accuracy against total energy (train + eval) for every run; the black line is "
+                          "the Pareto front (no run is both more accurate and cheaper).",
+    "convergence": "Accuracy after each epoch against the energy spent so far, one line per run; the dashed "
+                   "line is the target accuracy.",
+    "energy_to_target_heatmap": "Energy to reach the target accuracy over the two factors with the most levels "
+                                "(median over seeds and the other factors); hatched cells never reached it.",
+    "search_progress": "Best accuracy so far against the round and against the energy the search has spent.",
+    "energy_components": "Energy of each run by component, measured parts solid and estimated parts hatched; "
+                         "the total is written above each bar.",
+}
+
+
+def caption(name: str, fig: Any) -> str:
+    """A figure's caption: what it shows (generic figures), else its title, else its name in words."""
+    if name in CAPTIONS:
+        return CAPTIONS[name]
+    title = fig._suptitle.get_text() if getattr(fig, "_suptitle", None) is not None else ""
+    title = title or next((ax.get_title() for ax in fig.axes if ax.get_title()), "")
+    return " ".join(title.split()) or name.replace("_", " ").capitalize()
+
+
+def default_title(root: Path) -> str:
+    """``powertrain report: <study preset or sweep> of <date> <time>`` from the directory (Hydra names it
+    ``<date>/<time>``), instead of the bare time."""
+    root = Path(root).resolve()
+    what = "run" if (root / RESULT_FILE).is_file() else "sweep"
+    study = root / STUDY_FILE
+    if study.is_file():
+        try:
+            what = f"study {json.loads(study.read_text()).get('driver') or root.name}"
+        except (OSError, ValueError, AttributeError):
+            what = "study"
+    name, parent = root.name, root.parent.name
+    dated = len(parent) == 10 and parent[4] == "-" and len(name) == 8 and name.count("-") == 2
+    when = f"{parent} {name.replace('-', ':')}" if dated else name
+    return f"powertrain report: {what}, {when}"
 
 
 def fmt(v: Any) -> str:
@@ -44,7 +84,7 @@ def generic_sections(df: Any) -> list[Section]:
 
     counts = df["status"].value_counts()
     overview = (f"{len(df)} runs ({', '.join(f'{n} {s}' for s, n in counts.items())}). "
-                f"Swept factors: {', '.join(analysis.factors(df)) or 'none'}"
+                f"Swept factors: {', '.join(map(factor_name, analysis.factors(df))) or 'none'}"
                 + (f"; {df['seed'].nunique()} seeds per cell." if df["seed"].nunique() > 1 else "."))
     lines, commands = analysis.provenance(df)
     if lines[0].startswith("Every"):  # said up front, not only in the provenance at the end
@@ -61,7 +101,7 @@ def generic_sections(df: Any) -> list[Section]:
     pair = figures.heatmap_pair(df)
     drawn = any(name == "energy_to_target_heatmap" for name, _ in figs)
     text = "" if pair is None or not drawn else \
-        f"The heatmap shows the two factors with the most levels: {pair[0]} and {pair[1]}."
+        f"The heatmap shows the two factors with the most levels: {factor_name(pair[0])} and {factor_name(pair[1])}."
     if any(df["to_target_source"].astype(str).str.startswith("derived")):
         text += f" Some energy-to-target values are {FROM_HISTORY} (column to_target_source)."
     out.append(Section("Figures", text.strip(), [], figs))
@@ -149,7 +189,7 @@ def write_report(root: Any, *, title: Optional[str] = None, sections: Sequence[S
 
     root = Path(root)
     df = load_sweep(root) if df is None else df
-    title = title or f"powertrain report: {root.resolve().name}"
+    title = title or default_title(root)
     # a generic section whose tables a study section already shows (geissler's worst/best) is left out
     shown = {repr(t) for sec in sections for t in sec.tables}
     all_sections = [*sections, *(g for g in generic_sections(df)
@@ -174,10 +214,11 @@ def write_report(root: Any, *, title: Optional[str] = None, sections: Sequence[S
             (fig_dir / f"{slug}.png").write_bytes(png)
             (fig_dir / f"{slug}.svg").write_text(svg)
             plt.close(fig)
+            text = caption(name, fig)
             # a data: URI keeps the html one file; inline SVG would carry the SVG namespace URLs
-            h.append(f"<figure><img alt='{html.escape(slug)}' src='data:image/png;base64,"
-                     f"{base64.b64encode(png).decode()}'><figcaption>{html.escape(slug)}</figcaption></figure>")
-            md += [f"![{slug}](figures/{slug}.png)", ""]
+            h.append(f"<figure id='{html.escape(slug)}'><img alt='{html.escape(text)}' src='data:image/png;base64,"
+                     f"{base64.b64encode(png).decode()}'><figcaption>{html.escape(text)}</figcaption></figure>")
+            md += [f"![{text}](figures/{slug}.png)", "", f"*{text}*", ""]
             uploads.append((slug, fig_dir / f"{slug}.png"))
     h.append("</body></html>")
     for old in [*fig_dir.glob("*.png"), *fig_dir.glob("*.svg")]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from powertrain.config import RunConfig
 from powertrain.config.errors import ConfigError
+from powertrain.console import num, say
 from powertrain.results import RESULT_FILE, now_iso
 
 
@@ -78,9 +79,9 @@ def print_summary(result: dict[str, Any], run_dir: Path) -> None:
     if e["total_j"] is not None:
         share = e["measured_fraction"]
         share_txt = f"{share * 100:.0f}% measured" if share is not None else "nothing metered"
-        setup = f"; setup {e['setup_j']:.1f} J not in total" if e.get("setup_j") else ""
-        lines.append(f"energy: {e['total_j']:.1f} J = {e['total_j'] / 3600:.4f} Wh ({share_txt}; "
-                     f"train {e['train_j']:.1f} J, eval {e['eval_j']:.1f} J{setup})")
+        setup = f"; setup {num(e['setup_j'])} J not in total" if e.get("setup_j") else ""
+        lines.append(f"energy: {num(e['total_j'])} J = {num(e['total_j'] / 3600, 4)} Wh ({share_txt}; "
+                     f"train {num(e['train_j'])} J, eval {num(e['eval_j'])} J{setup})")
     layers = e.get("layer_attribution")
     if layers and layers.get("energy_j"):
         parts = sorted(layers["share"].items(), key=lambda kv: -kv[1])
@@ -88,10 +89,10 @@ def print_summary(result: dict[str, Any], run_dir: Path) -> None:
             f"{k} {v * 100:.0f}%" for k, v in parts if v >= 0.005))
     if m["energy_to_target_j"] is not None:
         target = m["target_accuracy"] if m["target_accuracy"] is not None else "(every task's)"
-        lines.append(f"energy to target {target}: {m['energy_to_target_j']:.1f} J")
+        lines.append(f"energy to target {target}: {num(m['energy_to_target_j'])} J")
     if c.get("total_g") is not None:
-        lines.append(f"carbon: {c['total_g']:.4f} gCO2e ({c['region']}, {c['intensity_g_per_kwh']:.0f} g/kWh, "
-                     f"operational {c['operational_g']:.4f} g + embodied {c['embodied_g']:.4f} g)")
+        lines.append(f"carbon: {num(c['total_g'], 4)} gCO2e ({c['region']}, {c['intensity_g_per_kwh']:.0f} g/kWh, "
+                     f"operational {num(c['operational_g'], 4)} g + embodied {num(c['embodied_g'], 4)} g)")
     lines.append(f"time: {t['wall_s']:.1f} s wall")
     lines.append(f"result: {run_dir / RESULT_FILE}")
-    print("\n".join(lines), flush=True)
+    say("\n".join(lines))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from powertrain.config import RunConfig
+from powertrain.console import is_terminal, say
 from powertrain.results import USABLE, skeleton, write_result
 from powertrain.run.build import Device, Training, build_training, make_meter, open_device
 from powertrain.run.checkpoint import Checkpoint
@@ -53,7 +54,7 @@ class RunSession:
 
     def say(self, line: str) -> None:
         if self.cfg.verbose:
-            print(line, flush=True)
+            say(line)  # printed, and kept in the job's log
 
     # ----------------------------------------------------------------------------------------- open
 
@@ -156,13 +157,17 @@ class RunSession:
         # set by the optuna sweeper when it prunes; None otherwise. One rank talks to the study; fit makes
         # its decision every rank's (a rank leaving alone would hang the others' next all-reduce)
         pruning = TrialReporter.from_env() if dist is None or dist.world.rank == 0 else None
+        from powertrain.train.progress import Progress
+
+        # in place on a terminal only: a log or a pipe gets the epoch lines and nothing else
+        progress = Progress(cfg.max_epochs, cfg.batch_size) if cfg.verbose and is_terminal() else None
         self.stop.install()
         fr = self.fit_result = fit(
             t.model, t.setup.task, t.optimizer, self.meter, self.ledger, max_epochs=cfg.max_epochs,
             scheduler=t.scheduler, target_accuracy=cfg.target_accuracy, energy_budget_j=cfg.budget.energy_j,
             time_budget_s=cfg.budget.time_s, state=self.state, scaler=t.scaler, stop_requested=self.stop,
             on_epoch=self._on_epoch(pruning), clock_offset_s=self.prior_wall_s,
-            sync=None if dist is None else dist.sync,
+            sync=None if dist is None else dist.sync, progress=progress,
         )  # fmt: skip
         self.result["status"] = fr.status
         if fr.reason and fr.status != "completed":

@@ -59,13 +59,16 @@ class FitResult:
 
 
 def _train_epoch(model: nn.Module, task: Task, optimizer: torch.optim.Optimizer, meter: EnergyMeter, epoch: int,
-                 scaler: Optional[Any], stop_requested: Callable[[], bool], one_process: bool) -> tuple[Any, Any, int, bool]:
+                 scaler: Optional[Any], stop_requested: Callable[[], bool], one_process: bool,
+                 tick: Optional[Callable[[], None]] = None) -> tuple[Any, Any, int, bool]:
     """One epoch of steps in a "train" window: (measurement, summed loss on the device, steps, preempted)."""
     meter.begin_window("train")
     loss_sum = torch.zeros((), device=_device_of(model))
     n_batches, preempted = 0, False
     for batch in task.batches(epoch):
         loss = train_step(task, model, optimizer, batch, scaler)
+        if tick is not None:  # the progress line: an add and a clock read, never a meter or a sync
+            tick()
         # summed on the device: no host sync per step
         loss_sum += loss.detach().float()
         n_batches += 1
@@ -75,6 +78,19 @@ def _train_epoch(model: nn.Module, task: Task, optimizer: torch.optim.Optimizer,
             preempted = True
             break
     return meter.end_window("train"), loss_sum, n_batches, preempted  # the window end syncs the device
+
+
+def _eval_epoch(model: nn.Module, task: Task, meter: EnergyMeter, ledger: Ledger,
+                st: FitState) -> tuple[dict[str, Any], Any]:
+    """Evaluate in an "eval" window and count the epoch as done: (metrics, the window's measurement)."""
+    meter.begin_window("eval")
+    metrics = dict(task.evaluate(model))
+    m_eval = meter.end_window("eval")
+    ledger.add("eval", m_eval)
+    st.eval_s += m_eval.time_s
+    st.epoch += 1
+    st.best_accuracy = max(st.best_accuracy, metrics["accuracy"])
+    return metrics, m_eval
 
 
 @dataclass
@@ -141,6 +157,7 @@ def fit(
     on_epoch: Callable[[dict[str, Any]], Optional[str]] = lambda row: None,
     clock_offset_s: float = 0.0,
     sync: Optional[Any] = None,
+    progress: Optional[Any] = None,
 ) -> FitResult:
     """Train until a stop condition; every joule goes into ``ledger`` under "train" or "eval".
 
@@ -149,7 +166,8 @@ def fit(
     (an Optuna pruner decided it cannot win), after the target check, so a run that got there says so.
     ``sync`` (``powertrain.run.distributed.EpochSync``) makes the ranks of a distributed run decide together
     at each epoch's end: mean training loss, clock and stop request are agreed, so every rank leaves the
-    loop at the same epoch with the same status.
+    loop at the same epoch with the same status. ``progress`` (``train.progress.Progress``) draws a line
+    inside each epoch on a terminal; its per-step cost is an add and a clock read.
     """
     st = state or FitState()
     limits = _Limits(max_epochs, target_accuracy, energy_budget_j, time_budget_s)
@@ -158,9 +176,15 @@ def fit(
     last_loss: Optional[float] = metrics.get("train_loss")
     model.train()
     while st.epoch < max_epochs:
+        tick = None
+        if progress is not None:
+            progress.begin_epoch(st.epoch, getattr(task, "steps_per_epoch", None), ledger.total_j())
+            tick = progress.step
         m_train, loss_sum, n_batches, preempted = _train_epoch(
-            model, task, optimizer, meter, st.epoch, scaler, stop_requested, one_process=sync is None)
+            model, task, optimizer, meter, st.epoch, scaler, stop_requested, one_process=sync is None, tick=tick)
         ledger.add("train", m_train)
+        if progress is not None:
+            progress.end_epoch(m_train)
         st.steps += n_batches
         st.train_s += m_train.time_s
         if sync is not None:
@@ -173,13 +197,7 @@ def fit(
         if scheduler is not None:
             scheduler.step()
 
-        meter.begin_window("eval")
-        metrics = dict(task.evaluate(model))
-        m_eval = meter.end_window("eval")
-        ledger.add("eval", m_eval)
-        st.eval_s += m_eval.time_s
-        st.epoch += 1
-        st.best_accuracy = max(st.best_accuracy, metrics["accuracy"])
+        metrics, m_eval = _eval_epoch(model, task, meter, ledger, st)
         energy_j = ledger.total_j()
         wall_s = time.perf_counter() - t_start
         stop_now = stop_requested()

@@ -57,6 +57,11 @@ class ClassificationTask:
     def batches(self, epoch: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         return self.train.epoch(epoch)
 
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps in one epoch (for the progress line)."""
+        return len(self.train)
+
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, y = batch
         with self.autocast():
