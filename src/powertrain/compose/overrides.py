@@ -107,6 +107,8 @@ def check_overrides(argv: list[str]) -> None:
         if ov.package is not None or key.startswith("hydra") or ov.is_delete() or key in CHOICE_GROUPS:
             continue
         if OmegaConf.select(schema, key, throw_on_missing=False, default="__absent__") == "__absent__":
+            if ov.is_add() and _own_argument(key):
+                continue  # +model.width=64: an argument of the user's model, checked against it by validate
             # also for +key=value: Hydra would append the key and nothing would read it
             known = known or _flat_keys(schema)
             value = ov.input_line.split("=", 1)[1] if ov.input_line else ""
@@ -119,6 +121,12 @@ def check_overrides(argv: list[str]) -> None:
             except OmegaConfBaseException:
                 raise ConfigError(key, value, f"a value of type {_type_name(schema, key)}") from None
             check_value(key, OmegaConf.select(schema, key))
+
+
+def _own_argument(key: str) -> bool:
+    """``model.<name>`` / ``dataset.<name>``: where the arguments of the user's callable sit."""
+    group, _, name = key.partition(".")
+    return group in ("model", "dataset") and bool(name)
 
 
 def _check_group_option(group: str, override: Any) -> None:
