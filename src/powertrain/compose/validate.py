@@ -223,15 +223,20 @@ def _check_own(cfg: RunConfig) -> None:
             raise ConfigError(f"{group}.{first}", node.args[first], f"an existing config key of {group} "
                               f"{name}{did_you_mean(first, known, quote=False)} (keys beside {group}._target_ "
                               "are arguments of your own callable)")
+    for key, node, name in (("model", cfg.model, cfg.model.family), ("dataset", cfg.dataset, cfg.dataset.name)):
+        if name == "target" and not node._target_:
+            raise ConfigError(f"{key}._target_", None, f"an importable callable with {key}=target "
+                              f"({key}._target_=mylab.{'nets.MyNet' if key == 'model' else 'data.make'})")
     if models.is_own(cfg.model):
         key, target, fn = models.own_target(cfg.model)
-        own.arguments(key, target, fn, dict(cfg.model.args), dict.fromkeys(
-            (*models.SHAPE_ARGS, *models.KNOB_ARGS)), "model")
+        own.arguments(key, target, fn, dict(cfg.model.args), dict.fromkeys(models.SHAPE_ARGS), "model",
+                      models.knob_fields(cfg.model))
     if data.is_own(cfg.dataset):
-        from powertrain.data.own import OFFERED, own_target
+        from powertrain.data.own import dataset_fields, own_target
 
         key, target, fn = own_target(cfg.dataset)
-        own.arguments(key, target, fn, dict(cfg.dataset.args), dict.fromkeys(OFFERED), "dataset")
+        own.arguments(key, target, fn, dict(cfg.dataset.args), {}, "dataset", dataset_fields(cfg.dataset),
+                      ("num_classes",))
     if cfg.task.evaluate is None and cfg.task.metric != "accuracy":
         raise ConfigError("task.metric", cfg.task.metric, "accuracy with the default evaluation (a metric of "
                           "your own needs task.evaluate=mylab.train.evaluate, which returns it)")

@@ -107,29 +107,46 @@ def parameters(fn: Callable[..., Any]) -> tuple[Optional[list[inspect.Parameter]
 
 
 def arguments(key: str, target: str, fn: Callable[..., Any], given: Mapping[str, Any],
-              offered: Mapping[str, Any], arg_prefix: str) -> dict[str, Any]:
-    """The keyword arguments for ``fn``: all of ``given`` (the user's), and those of ``offered`` (what
-    powertrain knows, e.g. the data's shape) that ``fn`` names.
+              offered: Mapping[str, Any], arg_prefix: str,
+              fields: Optional[Mapping[str, tuple[Any, Any]]] = None, kept: Iterable[str] = ()) -> dict[str, Any]:
+    """The keyword arguments for ``fn``.
+
+    Args:
+        given: the user's own arguments (the keys beside ``_target_``): always passed.
+        offered: what powertrain knows (the data's shape): passed when ``fn`` names it.
+        fields: schema fields ``name -> (value, default)`` a callable may also take (``model.dropout``,
+            ``dataset.noise``): passed when ``fn`` names them and they are set away from their default or
+            ``fn`` requires them; at their default ``fn``'s own default applies. Set away from its default
+            for an ``fn`` that does not name it, a field is refused (it would be silently ignored), unless
+            powertrain itself uses it (``kept``).
 
     Raises:
-        ConfigError: a given argument ``fn`` does not take (at ``<arg_prefix>.<name>``, with a did-you-mean),
-            or a required parameter that nothing provides (at ``key``).
+        ConfigError: a given argument or set field ``fn`` does not take (at ``<arg_prefix>.<name>``, with a
+            did-you-mean), or a required parameter that nothing provides (at ``key``).
     """
     params, var_kw = parameters(fn)
     if params is None:
         return dict(given)
     names = [p.name for p in params]
+    required = {p.name for p in params if p.default is inspect.Parameter.empty}
+    takes = ", ".join(names) or "no keyword arguments"
     if not var_kw:
         for name, value in given.items():
             if name not in names:
-                takes = ", ".join(names) or "no keyword arguments"
                 raise ConfigError(f"{arg_prefix}.{name}", value, f"an argument {target} takes ({takes})"
                                   f"{did_you_mean(name, names)}")
     kwargs = dict(given)
     kwargs.update({k: v for k, v in offered.items() if k in names and k not in given})
-    missing = [p.name for p in params if p.default is inspect.Parameter.empty and p.name not in kwargs]
+    for name, (value, default) in (fields or {}).items():
+        changed = value != default
+        if name in names and name not in kwargs and (changed or name in required):
+            kwargs[name] = value
+        elif changed and name not in names and name not in kept and not var_kw:
+            raise ConfigError(f"{arg_prefix}.{name}", value, f"its default ({default}) for {target}, which "
+                              f"takes no {name} argument ({takes})")
+    missing = [n for n in names if n in required and n not in kwargs]
     if missing:
-        offers = ", ".join(offered) or "nothing"
+        offers = ", ".join([*offered, *(fields or {})]) or "nothing"
         raise ConfigError(key, target, f"a callable whose required arguments are all given: it needs "
                           f"{', '.join(missing)} (set +{arg_prefix}.{missing[0]}=...; powertrain passes the "
                           f"ones it names of: {offers})")

@@ -50,6 +50,13 @@ register_loader = DATASETS.register  # powertrain's own loaders: loader(cfg) -> 
 ENTRY_POINTS = "powertrain.datasets"
 
 
+@register_loader("target")
+def _target_dataset(cfg: DatasetConfig) -> Any:
+    """``dataset=target`` names no loader: the data is ``dataset._target_`` (reached only when it is unset)."""
+    raise ConfigError("dataset._target_", cfg._target_, "an importable callable with dataset=target "
+                      "(dataset._target_=mylab.data.make)")
+
+
 def register_dataset(name: str) -> Callable[[Any], Any]:
     """``@powertrain.register_dataset("my_data")`` on the user's dataset callable: ``dataset.name=my_data``
     then loads it exactly as ``dataset._target_`` would (a callable returning the train and test splits as
@@ -80,7 +87,7 @@ def is_own(cfg: DatasetConfig) -> bool:
 _KEPT: dict[str, Any] = {}  # one dataset loaded by a pre-run check, for the run in the same process
 
 
-def load_data(cfg: DatasetConfig, classification: bool = True, seed: int = 0, keep: bool = False) -> Any:
+def load_data(cfg: DatasetConfig, classification: bool = True, keep: bool = False) -> Any:
     """The dataset ``cfg`` names: ``DataSplits`` (tensors, on-device batches) or a ``DatasetPair`` (a
     DataLoader's). ``keep`` holds it for the next call with the same config (the run after its check),
     so a check before the meter starts does not load the data twice."""
@@ -90,7 +97,7 @@ def load_data(cfg: DatasetConfig, classification: bool = True, seed: int = 0, ke
     if is_own(cfg):
         from powertrain.data.own import load_own
 
-        data = load_own(cfg, classification, seed)
+        data = load_own(cfg, classification)
     else:
         data = load_dataset(cfg)
     if keep:

@@ -3,7 +3,8 @@
 The callable returns the train and test splits as torch Datasets of ``(x, y, ...)`` samples: a pair
 ``(train, test)``, a dict with ``train`` and ``test``, or one object with ``.train`` and ``.test``; a
 ``num_classes`` attribute on it (or on the train split) wins over ``dataset.num_classes``. Its arguments are
-the keys beside ``_target_``, plus those of ``OFFERED`` it names.
+the keys beside ``_target_``, plus the ``FIELDS`` of the dataset config it names (see
+``config.targets.arguments``: set away from their default, or required by it).
 
 Two ways to batch, chosen here: splits that are ``TensorDataset``s of (x, y) and fit ``DEVICE_MAX_BYTES``
 become ``DataSplits`` and live on the training device like the shipped datasets (no workers, no copies per
@@ -24,7 +25,19 @@ from powertrain.config import ConfigError, DatasetConfig, data_root
 from powertrain.config import targets as own
 
 DEVICE_MAX_BYTES = 2 * 2**30  # tensor splits up to this size live on the device (like every shipped dataset)
-OFFERED = ("root", "download", "num_classes", "seed")
+# DatasetConfig fields a dataset callable gets when it names them (set away from the default, or required);
+# num_classes is also powertrain's own (the class count when the data has no num_classes attribute)
+FIELDS = ("root", "download", "num_classes", "channels", "image_size", "train_size", "test_size", "noise",
+          "clutter", "max_shift_px", "label_noise", "test_fraction")
+_DEFAULTS = DatasetConfig()
+
+
+def dataset_fields(cfg: DatasetConfig) -> dict[str, tuple[Any, Any]]:
+    """(value, default) of ``FIELDS``; ``root`` as the resolved directory when it is set."""
+    out = {k: (getattr(cfg, k), getattr(_DEFAULTS, k)) for k in FIELDS}
+    if cfg.root is not None:
+        out["root"] = (data_root(cfg), None)
+    return out
 
 
 @dataclass
@@ -121,7 +134,7 @@ def _limit(ds: Any, n: Optional[int]) -> Any:
     return TensorDataset(pair[0][:n], pair[1][:n]) if pair is not None else Subset(ds, range(n))
 
 
-def load_own(cfg: DatasetConfig, classification: bool = True, seed: int = 0) -> Any:
+def load_own(cfg: DatasetConfig, classification: bool = True) -> Any:
     """The user's dataset as ``DataSplits`` (small tensors: on the device) or a ``DatasetPair``.
 
     ``classification``: the default task trains on these samples, so they must be (x, integer label).
@@ -136,8 +149,7 @@ def load_own(cfg: DatasetConfig, classification: bool = True, seed: int = 0) -> 
     if cfg.classes:
         raise ConfigError("dataset.classes", list(cfg.classes), "[] with your own dataset (choose its classes "
                           "in your callable)")
-    offered = {"root": data_root(cfg), "download": cfg.download, "num_classes": cfg.num_classes, "seed": seed}
-    kwargs = own.arguments(key, target, fn, dict(cfg.args), offered, "dataset")
+    kwargs = own.arguments(key, target, fn, dict(cfg.args), {}, "dataset", dataset_fields(cfg), ("num_classes",))
     train, test, k = _splits(key, target, own.call(key, target, fn, kwargs))
     num_classes = int(k) if k is not None else cfg.num_classes
     train, test = _limit(train, cfg.limit_train), _limit(test, cfg.limit_test)

@@ -33,6 +33,13 @@ SHAPE_ARGS = ("in_channels", "image_size", "in_features", "input_shape", "num_cl
 KNOB_ARGS = ("linear_layers", "conv_blocks", "relu", "hidden_sizes", "dropout")
 
 
+@register_builder("target")
+def _target_family(cfg: ModelConfig, shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    """``model=target`` names no builder: the model is ``model._target_`` (reached only when it is unset)."""
+    raise ConfigError("model._target_", cfg._target_, "an importable callable with model=target "
+                      "(model._target_=mylab.nets.MyNet)")
+
+
 def register_model(name: str) -> Callable[[Any], Any]:
     """``@powertrain.register_model("my_net")`` on the user's model class or function: ``model.family=my_net``
     then builds it exactly as ``model._target_`` would (it gets the data's shape as the keyword arguments it
@@ -99,17 +106,20 @@ def _image_shape(cfg: ModelConfig, shape: tuple[int, ...]) -> tuple[int, int, in
                       "data bring your own model (model._target_=mylab.nets.MyNet)")
 
 
-def offered_args(cfg: ModelConfig, shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:
-    """What a user's model callable gets when it names it: the data's shape and the layer knobs."""
+def offered_args(shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:
+    """The data's shape as a user's model callable may name it."""
     offered: dict[str, Any] = {"input_shape": shape, "in_features": int(torch.Size(shape).numel()),
                                "num_classes": num_classes}
     if len(shape) >= 2:
         offered["in_channels"] = shape[0]
     if len(shape) == 3:
         offered["image_size"] = shape[1] if shape[1] == shape[2] else (shape[1], shape[2])
-    for knob in KNOB_ARGS:
-        offered[knob] = getattr(cfg, knob)
     return offered
+
+
+def knob_fields(cfg: ModelConfig) -> dict[str, tuple[Any, Any]]:
+    """The layer knobs as (value, default): a user's model gets those it names (see targets.arguments)."""
+    return {k: (getattr(cfg, k), getattr(_DEFAULTS, k)) for k in KNOB_ARGS}
 
 
 def own_target(cfg: ModelConfig) -> tuple[str, str, Callable[..., Any]]:
@@ -121,18 +131,14 @@ def own_target(cfg: ModelConfig) -> tuple[str, str, Callable[..., Any]]:
 
 
 def build_own(cfg: ModelConfig, shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """Build the user's model: its own arguments, plus the shape and knobs it names.
+    """Build the user's model: its own arguments, plus the shape and the layer knobs it names.
 
     A layer knob (``model.conv_blocks``, ...) set away from its default for a callable that does not take
     it is refused: a study varying it would otherwise compare identical models.
     """
     key, target, fn = own_target(cfg)
-    offered = offered_args(cfg, shape, num_classes)
-    kwargs = own.arguments(key, target, fn, dict(cfg.args), offered, "model")
-    for knob in KNOB_ARGS:
-        if knob not in kwargs and getattr(cfg, knob) != getattr(_DEFAULTS, knob):
-            raise ConfigError(f"model.{knob}", getattr(cfg, knob), f"its default ({getattr(_DEFAULTS, knob)}) "
-                              f"for {target}, which takes no {knob} argument")
+    kwargs = own.arguments(key, target, fn, dict(cfg.args), offered_args(shape, num_classes), "model",
+                           knob_fields(cfg))
     model = own.call(key, target, fn, kwargs)
     if not isinstance(model, nn.Module):
         raise ConfigError(key, target, f"a callable that returns a torch.nn.Module (it returned a "

@@ -54,7 +54,7 @@ def single_task(cfg: RunConfig, device: torch.device,
     from powertrain.models import create_model
     from powertrain.train import make_task
 
-    data = load_data(cfg.dataset, classification=cfg.task.loss is None, seed=cfg.seed).to(device)
+    data = load_data(cfg.dataset, classification=cfg.task.loss is None).to(device)
     model = create_model(cfg.model, data.input_shape, data.num_classes).to(device)
     task = make_task(cfg.task, data, cfg.batch_size, cfg.eval_batch_size, cfg.seed, autocast)
     return model, task, describe(data)

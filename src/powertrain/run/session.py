@@ -16,7 +16,15 @@ from typing import Any, Optional
 
 from powertrain.config import RunConfig
 from powertrain.results import USABLE, skeleton, write_result
-from powertrain.run.build import Device, Training, build_training, make_meter, open_device
+from powertrain.run.build import (
+    Device,
+    Training,
+    build_training,
+    check_model_on_data,
+    make_meter,
+    open_device,
+    uses_own_code,
+)
 from powertrain.run.checkpoint import Checkpoint
 from powertrain.run.fill import fill_result, print_summary
 from powertrain.run.signals import StopRequest
@@ -75,6 +83,8 @@ class RunSession:
         self.knobs = apply_gpu_knobs(cfg.hardware, self.dev.device)  # set before training; restored in finish
         if self.knobs.record:
             self.result["hardware"]["gpu_knobs"] = self.knobs.record
+        if uses_own_code(cfg):  # the user's model, data and step on one batch, before the meter starts
+            check_model_on_data(cfg, keep_data=True)
         self.meter = make_meter(cfg, self.dev)
         self.say(f"energy: {self.meter.describe()}")
         for line in self.meter.billing_lines():  # what share of each component is billed, and why
