@@ -68,11 +68,17 @@ def task(dcfg: Any) -> Any:
     try:
         if cfg.study.driver is not None and cfg.study.part is None:
             # a study preset: its driver runs the parts (each a run of its own) into run_dir/<part>
-            from powertrain.studies import StudyContext, launcher_overrides, run_study, split_overrides
+            from powertrain.studies import (
+                StudyContext,
+                launcher_overrides,
+                run_study,
+                searchpath_overrides,
+                split_overrides,
+            )
 
             plain, study = split_overrides(overrides)
             ctx = StudyContext(cfg, run_dir.resolve(), str(experiment), plain, study,
-                               launcher_overrides(list(hc.overrides.hydra)))
+                               launcher_overrides(list(hc.overrides.hydra)), searchpath_overrides(list(hc.overrides.hydra)))
             record = run_study(ctx)
             if not multirun and record["status"] != "completed":
                 sys.exit(1)
@@ -81,7 +87,9 @@ def task(dcfg: Any) -> Any:
         from powertrain.run.distributed import detect_world
 
         if cfg.distributed.nproc_per_node > 1 and detect_world() is None:  # this command starts the ranks
-            result = launch_local(cfg, run_dir, overrides, sweep_id)
+            from powertrain.studies import searchpath_overrides
+
+            result = launch_local(cfg, run_dir, overrides, sweep_id, searchpath_overrides(list(hc.overrides.hydra)))
         else:
             result = run(cfg, run_dir, overrides, sweep_id=sweep_id, config_dict=config_dict)
     except ConfigError as e:  # found while building (e.g. a dataset root without the files)
@@ -120,11 +128,13 @@ def main() -> None:
         sys.exit(report_main(sys.argv[2:], analyzer=analyzer))
     from powertrain.compose.overrides import check_overrides
     from powertrain.compose.resume import resume_argv
+    from powertrain.config.targets import import_plugins, plugins_in_argv
     from powertrain.launch.search import check_argv as check_sweep_argv
     from powertrain.launch.slurm import check_launcher_argv
 
     try:
         sys.argv[1:] = resume_argv(sys.argv[1:])  # resume=<run_dir> -> that run's overrides + its dir
+        import_plugins(plugins_in_argv(sys.argv[1:]))  # plugins=[...]: their names join the checks below
         check_overrides(sys.argv[1:])
         check_sweep_argv(sys.argv[1:])  # hydra/sweeper=optuna: sampler, keys, search space
         check_launcher_argv(sys.argv[1:])  # hydra.launcher.<key>: a key the chosen launcher has
@@ -139,6 +149,10 @@ def main() -> None:
     register_configs()
     if any(a.lstrip("+") in ("predict=true", "predict=True") for a in sys.argv[1:]):
         sys.argv.append("hydra.output_subdir=null")  # a prediction leaves no job dirs behind to report on
+    if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:  # the names model.family / dataset.name take, own too
+        from powertrain.compose.validate import names_help
+
+        print(names_help(), flush=True)
     _compose_once(sys.argv[1:])
     hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)()
 

@@ -12,7 +12,15 @@ import os
 from dataclasses import fields
 from typing import Any, Optional
 
-from powertrain.config import GROUPS, DatasetConfig, ModelConfig, RunConfig, StudyConfig, data_root, get_dotted
+from powertrain.config import (
+    GROUPS,
+    DatasetConfig,
+    ModelConfig,
+    RunConfig,
+    StudyConfig,
+    data_root,
+    get_dotted,
+)
 from powertrain.config.checks import FIELD_CHECKS, Check, check_precision, one_of, optional, run_check
 from powertrain.config.errors import ConfigError, did_you_mean
 
@@ -106,11 +114,10 @@ def register_configs() -> None:
     """Register the schemas with Hydra's ConfigStore: ``base_config``, ``base_<group>``, ``base_<paradigm>``
     and ``base_study_<driver>``."""
     from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
 
     from powertrain.paradigms import PARADIGMS
     from powertrain.studies import STUDIES
-
-    from omegaconf import OmegaConf
 
     cs = ConfigStore.instance()
     node = OmegaConf.structured(RunConfig)
@@ -126,6 +133,24 @@ def register_configs() -> None:
         cs.store(group="paradigm", name=f"base_{name}", node=module.Config)
     for name, module in STUDIES.items():
         cs.store(group="study", name=f"base_study_{name}", node=getattr(module, "Config", StudyConfig))
+
+
+def names_help() -> str:
+    """The ``--help`` section naming what ``model.family`` and ``dataset.name`` take, shipped and the user's
+    own (where each comes from), and the keys for code of one's own."""
+    from powertrain.data import registered_datasets
+    from powertrain.models import registered_models
+
+    lines = ["== Models and datasets by name ==", ""]
+    for key, registry in (("model.family", registered_models()), ("dataset.name", registered_datasets())):
+        shipped = [n for n in registry if not registry.meta.get(n, {}).get("own")]
+        own = [f"{n} ({m.get('entry_point') or 'registered by ' + str(m.get('module'))})"
+               for n, m in ((n, registry.meta.get(n, {})) for n in registry) if m.get("own")]
+        lines.append(f"{key}: {', '.join(shipped)}")
+        lines.append(f"  your own: {', '.join(own) if own else 'none found (register_model, entry points, plugins)'}")
+    lines += ["", "Your own code: model._target_=mylab.nets.MyNet, dataset._target_=mylab.data.make, "
+              "task.loss=..., task.evaluate=..., plugins=[mylab.nets] (README: Your own model, data and loop)", ""]
+    return "\n".join(lines)
 
 
 def _as_paradigm(cfg: RunConfig) -> None:

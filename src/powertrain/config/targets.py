@@ -195,3 +195,14 @@ def import_plugins(names: Iterable[str], key: str = "plugins") -> None:
 def import_env_plugins() -> None:
     """The modules ``$POWERTRAIN_PLUGINS`` names (the key of the error is the variable)."""
     import_plugins(plugin_names(), key=ENV_PLUGINS)
+
+
+def plugins_in_argv(argv: Iterable[str]) -> list[str]:
+    """The modules a ``plugins=[a,b]`` (or ``+plugins=a``) override names, read before Hydra composes:
+    the command-line checks need the plug-ins' names registered."""
+    names: list[str] = []
+    for arg in argv:
+        key, eq, value = arg.lstrip("+").partition("=")
+        if eq and key == "plugins":
+            names += [v.strip().strip("'\"") for v in value.strip().strip("[]").split(",") if v.strip()]
+    return names

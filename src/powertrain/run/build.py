@@ -222,3 +222,42 @@ def check_model_on_data(cfg: RunConfig, keep_data: bool = False) -> dict[str, An
             raise ConfigError("task.evaluate", label(evaluate_fn), f"an evaluation that runs on one batch "
                               f"({inputs}, model {what}): {_first_line(e)}") from e
     return found
+
+
+def check_plugins_reach(cfg: Any, who: str, families: tuple[str, ...] = (), datasets: tuple[str, ...] = ()) -> None:
+    """Refuse a model or dataset that the processes powertrain is about to start could not find.
+
+    A name registered in this process only (``register_model`` in a wrapper script or a notebook) trains
+    here, but DDP ranks, study parts and Slurm tasks are fresh processes that import only the modules named
+    in ``plugins`` / ``$POWERTRAIN_PLUGINS`` (entry points and ``_target_`` paths they find themselves).
+
+    Args:
+        cfg: a ``RunConfig`` or the composed DictConfig (``model``, ``dataset``, ``plugins``).
+        who: the processes, for the message ("the DDP ranks").
+        families, datasets: more names to check (the values a sweep will give ``model.family`` etc.).
+
+    Raises:
+        ConfigError: naming the key, the name, the module that registered it and the fix.
+    """
+    from powertrain.config import ConfigError
+    from powertrain.config.targets import plugin_names
+    from powertrain.data import registered_datasets
+    from powertrain.models import registered_models
+
+    reach = plugin_names(list(getattr(cfg, "plugins", None) or []))
+    own_model, own_data = getattr(cfg.model, "_target_", None), getattr(cfg.dataset, "_target_", None)
+    checks = [("model.family", "model", registered_models(), n) for n in
+              (() if own_model else (cfg.model.family,)) + tuple(families)]
+    checks += [("dataset.name", "dataset", registered_datasets(), n) for n in
+               (() if own_data else (cfg.dataset.name,)) + tuple(datasets)]
+    for key, kind, registry, name in checks:
+        meta = registry.meta.get(name, {})
+        module = meta.get("module")
+        if not meta.get("own") or meta.get("entry_point") or module is None:
+            continue
+        if any(module == p or module.startswith(p + ".") for p in reach):
+            continue
+        fix = ("move it into a module and name that in plugins=[...] (or $POWERTRAIN_PLUGINS)" if module == "__main__"
+               else f"name its module in plugins=[{module}] (or $POWERTRAIN_PLUGINS={module})")
+        raise ConfigError(key, name, f"a {kind} {who} can import: it was registered by {module} in this process "
+                          f"only; {fix}")
