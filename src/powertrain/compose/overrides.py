@@ -92,7 +92,9 @@ def check_overrides(argv: list[str]) -> None:
         if ov.key_or_group in CHOICE_GROUPS and ov.package is None and not searchpath and not ov.is_delete():
             _check_group_option(ov.key_or_group, ov)
     experiment = _last_choice(parsed, "experiment")
-    driver, preset_paradigm = _preset(experiment) if not searchpath else (None, None)
+    # a preset of conf/experiment is read with a search path too (its study.* keys are checked against it)
+    shipped = experiment is not None and _shipped_preset(experiment)
+    driver, preset_paradigm = _preset(experiment) if not searchpath or shipped else (None, None)
     if experiment is not None and driver is None and not searchpath:
         from powertrain.studies import STUDIES
 
@@ -121,6 +123,12 @@ def check_overrides(argv: list[str]) -> None:
             except OmegaConfBaseException:
                 raise ConfigError(key, value, f"a value of type {_type_name(schema, key)}") from None
             check_value(key, OmegaConf.select(schema, key))
+
+
+def _shipped_preset(experiment: str) -> bool:
+    from powertrain.config.paths import conf_dir
+
+    return (conf_dir() / "experiment" / f"{experiment}.yaml").is_file()
 
 
 def _own_argument(key: str) -> bool:

@@ -254,8 +254,8 @@ def _check_own(cfg: RunConfig) -> None:
                               f"({key}._target_=mylab.{'nets.MyNet' if key == 'model' else 'data.make'})")
     if models.is_own(cfg.model):
         key, target, fn = models.own_target(cfg.model)
-        own.arguments(key, target, fn, dict(cfg.model.args), dict.fromkeys(models.SHAPE_ARGS), "model",
-                      models.knob_fields(cfg.model))
+        own.arguments(key, target, fn, dict(cfg.model.args), dict.fromkeys((*models.SHAPE_ARGS, *models.KNOB_ARGS)),
+                      "model", models.knob_fields(cfg.model))
     if data.is_own(cfg.dataset):
         from powertrain.data.own import dataset_fields, own_target
 

@@ -133,12 +133,14 @@ def own_target(cfg: ModelConfig) -> tuple[str, str, Callable[..., Any]]:
 def build_own(cfg: ModelConfig, shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """Build the user's model: its own arguments, plus the shape and the layer knobs it names.
 
-    A layer knob (``model.conv_blocks``, ...) set away from its default for a callable that does not take
-    it is refused: a study varying it would otherwise compare identical models.
+    A knob the callable names always gets powertrain's value (``model.conv_blocks`` defaults to 2, as
+    SimpleCNN's): studies vary the knobs (yarally_layers: 1-4 conv blocks around the default 2), and every
+    variant must reach the network. A knob set away from its default for a callable that does not take it
+    is refused: a study varying it would otherwise compare identical models.
     """
     key, target, fn = own_target(cfg)
-    kwargs = own.arguments(key, target, fn, dict(cfg.args), offered_args(shape, num_classes), "model",
-                           knob_fields(cfg))
+    offered = {**offered_args(shape, num_classes), **{k: v for k, (v, _) in knob_fields(cfg).items()}}
+    kwargs = own.arguments(key, target, fn, dict(cfg.args), offered, "model", knob_fields(cfg))
     model = own.call(key, target, fn, kwargs)
     if not isinstance(model, nn.Module):
         raise ConfigError(key, target, f"a callable that returns a torch.nn.Module (it returned a "

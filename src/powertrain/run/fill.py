@@ -30,6 +30,7 @@ def fill_result(result: dict[str, Any], cfg: RunConfig, fit_result: Any, ledger:
             "reached_target": st.energy_to_target_j is not None,
             "energy_to_target_j": st.energy_to_target_j,
             "time_to_target_s": st.time_to_target_s,
+            "metric": cfg.task.metric,  # what final/best "accuracy" and the target are (task.evaluate's key)
         })
         if "tasks" in fit_result.final_metrics:
             m["tasks"] = fit_result.final_metrics["tasks"]
