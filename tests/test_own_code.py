@@ -192,9 +192,10 @@ def test_a_registered_dataset_needs_no_dataset_root(lab: dict[str, Path], compos
     assert cfg.dataset.name == "lab_images"
     with pytest.raises(ConfigError, match="dataset.root="):  # a shipped dataset that reads files still does
         validate(compose("dataset=mnist"))
-    # a root set for a callable that takes none would be silently ignored: refused
-    with pytest.raises(ConfigError, match="dataset.root=.*lab_images, which takes no root argument"):
-        validate(compose("dataset.name=lab_images", f"dataset.root={tmp_path}"))
+    # a layer knob the user's model does not take is refused (a study varying it would compare equal models)
+    with pytest.raises(ConfigError, match="model.conv_blocks=4 is not allowed: its default \\(2\\) for "
+                                          "mylab_pt.nets.TabNet, which takes no conv_blocks argument"):
+        validate(compose("model._target_=mylab_pt.nets.TabNet", "model.conv_blocks=4"))
 
 
 def test_tabular_features_train_a_shipped_dense_model(tiny_cfg: Any, tmp_path: Path) -> None:

@@ -257,11 +257,10 @@ def _check_own(cfg: RunConfig) -> None:
         own.arguments(key, target, fn, dict(cfg.model.args), dict.fromkeys((*models.SHAPE_ARGS, *models.KNOB_ARGS)),
                       "model", models.knob_fields(cfg.model))
     if data.is_own(cfg.dataset):
-        from powertrain.data.own import dataset_fields, own_target
+        from powertrain.data.own import FIELDS, dataset_fields, own_target
 
         key, target, fn = own_target(cfg.dataset)
-        own.arguments(key, target, fn, dict(cfg.dataset.args), {}, "dataset", dataset_fields(cfg.dataset),
-                      ("num_classes",))
+        own.arguments(key, target, fn, dict(cfg.dataset.args), {}, "dataset", dataset_fields(cfg.dataset), FIELDS)
     if cfg.task.evaluate is None and cfg.task.metric != "accuracy":
         raise ConfigError("task.metric", cfg.task.metric, "accuracy with the default evaluation (a metric of "
                           "your own needs task.evaluate=mylab.train.evaluate, which returns it)")

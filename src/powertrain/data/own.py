@@ -25,8 +25,9 @@ from powertrain.config import ConfigError, DatasetConfig, data_root
 from powertrain.config import targets as own
 
 DEVICE_MAX_BYTES = 2 * 2**30  # tensor splits up to this size live on the device (like every shipped dataset)
-# DatasetConfig fields a dataset callable gets when it names them (set away from the default, or required);
-# num_classes is also powertrain's own (the class count when the data has no num_classes attribute)
+# DatasetConfig fields a dataset callable gets when it names them (set away from the default, or required).
+# Never refused when it does not: a preset under the user's dataset.name (experiment=geissler_lr_batch
+# selects synthetic_mnist) sets several; num_classes is powertrain's own too (the class count)
 FIELDS = ("root", "download", "num_classes", "channels", "image_size", "train_size", "test_size", "noise",
           "clutter", "max_shift_px", "label_noise", "test_fraction")
 _DEFAULTS = DatasetConfig()
@@ -149,7 +150,7 @@ def load_own(cfg: DatasetConfig, classification: bool = True) -> Any:
     if cfg.classes:
         raise ConfigError("dataset.classes", list(cfg.classes), "[] with your own dataset (choose its classes "
                           "in your callable)")
-    kwargs = own.arguments(key, target, fn, dict(cfg.args), {}, "dataset", dataset_fields(cfg), ("num_classes",))
+    kwargs = own.arguments(key, target, fn, dict(cfg.args), {}, "dataset", dataset_fields(cfg), FIELDS)
     train, test, k = _splits(key, target, own.call(key, target, fn, kwargs))
     num_classes = int(k) if k is not None else cfg.num_classes
     train, test = _limit(train, cfg.limit_train), _limit(test, cfg.limit_test)
