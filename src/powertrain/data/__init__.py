@@ -13,6 +13,7 @@ with workers (``data.loader``). ``load_data`` serves both.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +66,8 @@ def register_dataset(name: str) -> Callable[[Any], Any]:
     Processes that powertrain starts (DDP ranks, study parts, Slurm tasks) import only what they are told:
     name the module in ``plugins=[...]`` (or ``$POWERTRAIN_PLUGINS``), or declare an entry point.
     """
-    return DATASETS.register_own(name)
+    # the module calling this, which DDP ranks etc. must import (it may register a class defined elsewhere)
+    return DATASETS.register_own(name, registered_in=sys._getframe(1).f_globals.get("__name__"))
 
 
 def registered_datasets() -> Registry[Loader]:

@@ -12,6 +12,7 @@ entry point (group ``powertrain.models``); all three end in ``build_own``: the c
 
 from __future__ import annotations
 
+import sys
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -49,7 +50,8 @@ def register_model(name: str) -> Callable[[Any], Any]:
     put the decorated callable in a module and name it in ``plugins=[mylab.nets]`` (or
     ``$POWERTRAIN_PLUGINS``), or declare it as an entry point of your package.
     """
-    return MODELS.register_own(name)
+    # the module calling this, which DDP ranks etc. must import (it may register a class defined elsewhere)
+    return MODELS.register_own(name, registered_in=sys._getframe(1).f_globals.get("__name__"))
 
 
 class Resize(nn.Module):

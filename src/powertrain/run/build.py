@@ -252,10 +252,10 @@ def check_plugins_reach(cfg: Any, who: str, families: tuple[str, ...] = (), data
                (() if own_data else (cfg.dataset.name,)) + tuple(datasets)]
     for key, kind, registry, name in checks:
         meta = registry.meta.get(name, {})
-        module = meta.get("module")
+        module = meta.get("registered_in") or meta.get("module")
         if not meta.get("own") or meta.get("entry_point") or module is None:
             continue
-        if any(module == p or module.startswith(p + ".") for p in reach):
+        if any(m == p or m.startswith(p + ".") for m in (module, meta.get("module") or module) for p in reach):
             continue
         fix = ("move it into a module and name that in plugins=[...] (or $POWERTRAIN_PLUGINS)" if module == "__main__"
                else f"name its module in plugins=[{module}] (or $POWERTRAIN_PLUGINS={module})")
