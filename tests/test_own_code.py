@@ -164,10 +164,10 @@ def test_a_name_registered_in_a_wrapper_script_is_refused_before_ddp_ranks_start
 
 
 def test_reach_check_accepts_a_module_named_in_plugins(lab: dict[str, Path], tiny_cfg: Any) -> None:
+    import mylab_pt.plugin  # noqa: F401  (registers lab_net in this process)
+
     from powertrain.config import ConfigError
     from powertrain.run.build import check_plugins_reach
-
-    import mylab_pt.plugin  # noqa: F401  (registers lab_net in this process)
 
     cfg = tiny_cfg(**{"model.family": "lab_net", "dataset.name": "lab_images"})
     with pytest.raises(ConfigError, match=r"registered by mylab_pt.plugin .*plugins=\[mylab_pt.plugin\]"):
@@ -183,6 +183,7 @@ def test_reach_check_accepts_a_module_named_in_plugins(lab: dict[str, Path], tin
 def test_a_registered_dataset_needs_no_dataset_root(lab: dict[str, Path], compose: Any, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     import mylab_pt.plugin  # noqa: F401
+
     from powertrain.compose.validate import validate
     from powertrain.config import ConfigError
 

@@ -12,8 +12,8 @@ entry point (group ``powertrain.models``); all three end in ``build_own``: the c
 
 from __future__ import annotations
 
-import sys
 import functools
+import sys
 from collections.abc import Callable
 from typing import Any
 
