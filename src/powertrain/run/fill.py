@@ -72,10 +72,12 @@ def fill_result(result: dict[str, Any], cfg: RunConfig, fit_result: Any, ledger:
 
 def print_summary(result: dict[str, Any], run_dir: Path) -> None:
     m, e, c, t = result["metrics"], result["energy"], result.get("carbon") or {}, result["time"]
-    acc = f"{m['final_accuracy'] * 100:.2f}%" if m["final_accuracy"] is not None else "n/a"
+    name = m.get("metric") or "accuracy"  # task.metric: what "accuracy" is for a step of the user's own
+    pct = (lambda v: f"{v * 100:.2f}%") if name == "accuracy" else (lambda v: f"{v:.4f}")
+    acc = pct(m["final_accuracy"]) if m["final_accuracy"] is not None else "n/a"
     lines = [f"status: {result['status']}" + (f" ({result['error']})" if result["error"] else "")]
-    lines.append(f"accuracy: {acc} (best {m['best_accuracy'] * 100:.2f}%)" if m["best_accuracy"] is not None
-                 else f"accuracy: {acc}")
+    lines.append(f"{name}: {acc} (best {pct(m['best_accuracy'])})" if m["best_accuracy"] is not None
+                 else f"{name}: {acc}")
     if e["total_j"] is not None:
         share = e["measured_fraction"]
         share_txt = f"{share * 100:.0f}% measured" if share is not None else "nothing metered"

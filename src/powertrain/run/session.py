@@ -150,9 +150,10 @@ class RunSession:
             if self.intensity is not None:
                 row["carbon_g"] = carbon.operational_g(cfg.carbon, self.intensity, row["energy_j"])
             self.tracker.log_epoch(row)
+            metric = (f"acc {row['accuracy'] * 100:6.2f}%" if cfg.task.metric == "accuracy"
+                      else f"{cfg.task.metric} {row['accuracy']:.4f}")
             self.say(f"epoch {row['epoch']:>3}/{cfg.max_epochs}  loss {row['train_loss']:.4f}  "
-                     f"acc {row['accuracy'] * 100:6.2f}%  energy {row['energy_j']:9.1f} J  "
-                     f"time {row['wall_s']:7.2f} s")
+                     f"{metric}  energy {row['energy_j']:9.1f} J  time {row['wall_s']:7.2f} s")
             return None if pruning is None else pruning.report(row["epoch"], row["accuracy"])
 
         return on_epoch
