@@ -114,7 +114,8 @@ def check_overrides(argv: list[str]) -> None:
             # also for +key=value: Hydra would append the key and nothing would read it
             known = known or _flat_keys(schema)
             value = ov.input_line.split("=", 1)[1] if ov.input_line else ""
-            raise ConfigError(key, value, f"an existing config key{did_you_mean(key, known, quote=False)}")
+            hint = f"; an argument of your own model or dataset: +{key}={value}" if _own_argument(key) else ""
+            raise ConfigError(key, value, f"an existing config key{did_you_mean(key, known, quote=False)}{hint}")
         for value in _values(ov):
             # the schema itself is the probe: keys are checked independently, and building a fresh
             # structured config per value costs ~30 ms of start-up each

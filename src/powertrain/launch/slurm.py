@@ -207,10 +207,14 @@ def is_slurm_launcher(launcher: Any) -> bool:
 def _check_plugins(config: Any) -> None:
     """A model or dataset registered only in the submitting process would be unknown to the Slurm tasks:
     one line and exit 2 before anything is submitted (``run.build.check_plugins_reach``)."""
+    from omegaconf import OmegaConf
+
     from powertrain.run.build import check_plugins_reach
 
+    if OmegaConf.select(config, "model") is None or OmegaConf.select(config, "dataset") is None:
+        return  # not a powertrain run config (a launcher-only config in a test)
     names: dict[str, list[str]] = {"model.family": [], "dataset.name": []}
-    for override in config.hydra.overrides.get("task") or []:  # a sweep's values: model.family=a,b
+    for override in OmegaConf.select(config, "hydra.overrides.task", default=None) or []:  # model.family=a,b
         key, _, value = str(override).lstrip("+").partition("=")
         if key in names:
             names[key] += [v.strip() for v in value.strip("[]").split(",") if v.strip()]
