@@ -12,12 +12,13 @@ from powertrain.config.paths import conf_dir
 SEED_MODELS = ["simple_cnn", "dense_poly", "dense_linear", "mlp"]
 TIMM_MODELS = ["resnet18", "mobilenetv3_small_100", "vit_tiny_patch16_224", "timm"]
 DATASETS = ["digits", "synthetic", "synthetic_mnist", "synthetic_cifar", "cifar10", "fashion_mnist"]
+OWN = ["target"]  # model=target / dataset=target with a _target_: composed in tests/test_own_code.py
 
 
 def test_every_preset_file_is_exercised_here():
     # a new preset under conf/model must be added to the lists above, or it is never composed in a test
     presets = {p.stem for p in (conf_dir() / "model").glob("*.yaml")}
-    assert presets == set(SEED_MODELS + TIMM_MODELS)
+    assert presets == set(SEED_MODELS + TIMM_MODELS + OWN)
 
 
 def _dataset_overrides(dataset: str, tmp_path) -> list[str]:

@@ -68,11 +68,17 @@ def task(dcfg: Any) -> Any:
     try:
         if cfg.study.driver is not None and cfg.study.part is None:
             # a study preset: its driver runs the parts (each a run of its own) into run_dir/<part>
-            from powertrain.studies import StudyContext, launcher_overrides, run_study, split_overrides
+            from powertrain.studies import (
+                StudyContext,
+                launcher_overrides,
+                run_study,
+                searchpath_overrides,
+                split_overrides,
+            )
 
             plain, study = split_overrides(overrides)
             ctx = StudyContext(cfg, run_dir.resolve(), str(experiment), plain, study,
-                               launcher_overrides(list(hc.overrides.hydra)))
+                               launcher_overrides(list(hc.overrides.hydra)), searchpath_overrides(list(hc.overrides.hydra)))
             record = run_study(ctx)
             if not multirun and record["status"] != "completed":
                 sys.exit(1)
@@ -81,7 +87,9 @@ def task(dcfg: Any) -> Any:
         from powertrain.run.distributed import detect_world
 
         if cfg.distributed.nproc_per_node > 1 and detect_world() is None:  # this command starts the ranks
-            result = launch_local(cfg, run_dir, overrides, sweep_id)
+            from powertrain.studies import searchpath_overrides
+
+            result = launch_local(cfg, run_dir, overrides, sweep_id, searchpath_overrides(list(hc.overrides.hydra)))
         else:
             result = run(cfg, run_dir, overrides, sweep_id=sweep_id, config_dict=config_dict)
     except ConfigError as e:  # found while building (e.g. a dataset root without the files)
@@ -140,6 +148,7 @@ def _check(argv: list[str]) -> list[str]:
     """The pre-checks on the overrides (Hydra's own flags and their values untouched); the argv to run."""
     from powertrain.compose.overrides import check_overrides, hydra_args, other_configs
     from powertrain.compose.resume import resume_argv
+    from powertrain.config.targets import import_plugins, plugins_in_argv
     from powertrain.launch.search import check_argv as check_sweep_argv
     from powertrain.launch.slurm import check_launcher_argv
 
@@ -149,6 +158,7 @@ def _check(argv: list[str]) -> list[str]:
     argv = resume_argv(argv)  # resume=<run_dir> -> that run's overrides + its dir
     args = hydra_args(argv)
     overrides = list(args.overrides) if args is not None else argv
+    import_plugins(plugins_in_argv(overrides))  # plugins=[...]: their names join the checks below
     check_overrides(overrides, other_sources=other_configs(args))
     check_sweep_argv(overrides)  # hydra/sweeper=optuna: sampler, keys, search space
     check_launcher_argv(overrides)  # hydra.launcher.<key>: a key the chosen launcher has

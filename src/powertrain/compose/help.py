@@ -71,7 +71,8 @@ def key_lines(cfg: Any = None) -> list[str]:
             keys = [g.name for g in dataclasses.fields(f.default_factory)]  # type: ignore[arg-type]
             sections.append(f"  {f.name}.*: {', '.join(keys)}")
             continue
-        default = f.default if cfg is None else cfg.get(f.name, f.default)
+        declared = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = declared if cfg is None else cfg.get(f.name, declared)
         plain.append((f.name, _type_name(f.type), _value(default)))
     width = max(len(n) for n, _, _ in plain)
     twidth = max(len(t) for _, t, _ in plain)
@@ -83,6 +84,7 @@ def help_text(cfg: Any = None) -> str:
     import hydra
 
     from powertrain import __version__
+    from powertrain.compose.validate import names_help  # shipped names and the user's own
 
     choices = None
     if cfg is not None:
@@ -102,6 +104,7 @@ def help_text(cfg: Any = None) -> str:
         "== Groups: pick one option each (group=option; * = in effect) ==",
         *group_lines(choices),
         "",
+        *names_help().splitlines(),
         "== Top-level keys (key=value): type and default ==",
         *key_lines(None if cfg is None else _plain(cfg)),
         "",

@@ -121,7 +121,9 @@ def check_overrides(argv: list[str], other_sources: bool = False) -> None:
         if ov.key_or_group in CHOICE_GROUPS and ov.package is None and not searchpath and not ov.is_delete():
             _check_group_option(ov.key_or_group, ov)
     experiment = _last_choice(parsed, "experiment")
-    driver, preset_paradigm = _preset(experiment) if not searchpath else (None, None)
+    # a preset of conf/experiment is read with a search path too (its study.* keys are checked against it)
+    shipped = experiment is not None and _shipped_preset(experiment)
+    driver, preset_paradigm = _preset(experiment) if not searchpath or shipped else (None, None)
     if experiment is not None and driver is None and not searchpath:
         from powertrain.studies import STUDIES
 
@@ -136,10 +138,13 @@ def check_overrides(argv: list[str], other_sources: bool = False) -> None:
         if ov.package is not None or key.startswith("hydra") or ov.is_delete() or key in CHOICE_GROUPS:
             continue
         if OmegaConf.select(schema, key, throw_on_missing=False, default="__absent__") == "__absent__":
+            if ov.is_add() and _own_argument(key):
+                continue  # +model.width=64: an argument of the user's model, checked against it by validate
             # also for +key=value: Hydra would append the key and nothing would read it
             known = known or _flat_keys(schema)
             value = ov.input_line.split("=", 1)[1] if ov.input_line else ""
-            raise ConfigError(key, value, f"an existing config key{did_you_mean(key, known, quote=False)}")
+            hint = f"; an argument of your own model or dataset: +{key}={value}" if _own_argument(key) else ""
+            raise ConfigError(key, value, f"an existing config key{did_you_mean(key, known, quote=False)}{hint}")
         for value in _values(ov):
             # the schema itself is the probe: keys are checked independently, and building a fresh
             # structured config per value costs ~30 ms of start-up each
@@ -148,6 +153,18 @@ def check_overrides(argv: list[str], other_sources: bool = False) -> None:
             except OmegaConfBaseException:
                 raise ConfigError(key, value, f"a value of type {_type_name(schema, key)}") from None
             check_value(key, OmegaConf.select(schema, key))
+
+
+def _shipped_preset(experiment: str) -> bool:
+    from powertrain.config.paths import conf_dir
+
+    return (conf_dir() / "experiment" / f"{experiment}.yaml").is_file()
+
+
+def _own_argument(key: str) -> bool:
+    """``model.<name>`` / ``dataset.<name>``: where the arguments of the user's callable sit."""
+    group, _, name = key.partition(".")
+    return group in ("model", "dataset") and bool(name)
 
 
 def _check_group_option(group: str, override: Any) -> None:

@@ -12,9 +12,17 @@ import os
 from dataclasses import fields
 from typing import Any, Optional
 
-from powertrain.config import GROUPS, RunConfig, StudyConfig, data_root, get_dotted
+from powertrain.config import (
+    GROUPS,
+    DatasetConfig,
+    ModelConfig,
+    RunConfig,
+    StudyConfig,
+    data_root,
+    get_dotted,
+)
 from powertrain.config.checks import FIELD_CHECKS, Check, check_precision, one_of, optional, run_check
-from powertrain.config.errors import ConfigError
+from powertrain.config.errors import ConfigError, did_you_mean
 
 __all__ = ["ConfigError", "validate", "check_value", "register_configs", "schema"]
 
@@ -39,8 +47,13 @@ def name_checks() -> dict[str, Check]:
     from powertrain.train.optim import OPTIMIZERS, SCHEDULERS
 
     checks: dict[str, Check] = {
-        "model.family": one_of(registered_models()),
-        "dataset.name": one_of(registered_datasets()),
+        # read at each call: a plug-in imported after the first check may add names
+        "model.family": lambda v: one_of(registered_models())(v),
+        "dataset.name": lambda v: one_of(registered_datasets())(v),
+        "model._target_": optional(_importable("model._target_")),
+        "dataset._target_": optional(_importable("dataset._target_")),
+        "task.loss": optional(_importable("task.loss")),
+        "task.evaluate": optional(_importable("task.evaluate")),
         "optimizer.name": one_of(OPTIMIZERS),
         "optimizer.scheduler.name": one_of(SCHEDULERS),
         "paradigm.name": one_of(PARADIGMS),
@@ -52,6 +65,16 @@ def name_checks() -> dict[str, Check]:
     for module in (*PARADIGMS.values(), *STUDIES.values()):
         checks.update(getattr(module, "CHECKS", {}))
     return checks
+
+
+def _importable(key: str) -> Check:
+    def check(v: Any) -> Optional[str]:
+        from powertrain.config.targets import resolve
+
+        resolve(key, v)  # raises the ConfigError that names the import problem
+        return None
+
+    return check
 
 
 def check_value(key: str, value: Any) -> None:
@@ -91,13 +114,20 @@ def register_configs() -> None:
     """Register the schemas with Hydra's ConfigStore: ``base_config``, ``base_<group>``, ``base_<paradigm>``
     and ``base_study_<driver>``."""
     from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
 
     from powertrain.compose.help import register_resolver
     from powertrain.paradigms import PARADIGMS
     from powertrain.studies import STUDIES
 
     cs = ConfigStore.instance()
-    cs.store(name="base_config", node=RunConfig)
+    node = OmegaConf.structured(RunConfig)
+    # the keys beside model._target_ / dataset._target_ are the user's callable's arguments: those two
+    # nodes take keys the schema does not name (validate gathers them into .args, or refuses them for a
+    # shipped family)
+    OmegaConf.set_struct(node.model, False)
+    OmegaConf.set_struct(node.dataset, False)
+    cs.store(name="base_config", node=node)
     for group, node in GROUPS.items():
         cs.store(group=group, name=f"base_{group}", node=node)
     for name, module in PARADIGMS.items():
@@ -105,6 +135,25 @@ def register_configs() -> None:
     for name, module in STUDIES.items():
         cs.store(group="study", name=f"base_study_{name}", node=getattr(module, "Config", StudyConfig))
     register_resolver()  # hydra.help.template (conf/config.yaml) calls it
+
+
+def names_help() -> str:
+    """The ``--help`` section naming what ``model.family`` and ``dataset.name`` take, shipped and the user's
+    own (where each comes from), and the keys for code of one's own."""
+    from powertrain.data import registered_datasets
+    from powertrain.models import registered_models
+
+    lines = ["== Models and datasets by name ==", ""]
+    for key, registry in (("model.family", registered_models()), ("dataset.name", registered_datasets())):
+        shipped = [n for n in registry if not registry.meta.get(n, {}).get("own")]
+        own = [f"{n} ({m.get('entry_point') or 'registered by ' + str(m.get('module'))})"
+               for n, m in ((n, registry.meta.get(n, {})) for n in registry) if m.get("own")]
+        lines.append(f"{key}: {', '.join(shipped)}")
+        how = "register_model" if key.startswith("model") else "register_dataset"
+        lines.append(f"  your own: {', '.join(own) if own else f'none found ({how}, entry points, plugins)'}")
+    lines += ["", "Your own code: model._target_=mylab.nets.MyNet, dataset._target_=mylab.data.make, "
+              "task.loss=..., task.evaluate=..., plugins=[mylab.nets] (README: Your own model, data and loop)", "", ""]
+    return "\n".join(lines)
 
 
 def _as_paradigm(cfg: RunConfig) -> None:
@@ -121,12 +170,21 @@ def validate(cfg: Any) -> RunConfig:
     Raises:
         ConfigError: on the first value that is not allowed.
     """
+    from powertrain.config.targets import import_plugins
+
     if not isinstance(cfg, RunConfig):
         from omegaconf import OmegaConf
 
+        import_plugins(list(OmegaConf.select(cfg, "plugins", default=None) or []))
+        cfg, args = _without_args(cfg)
         cfg = OmegaConf.to_object(cfg)
         if not isinstance(cfg, RunConfig):  # composed without the schema (e.g. a bare dict)
             raise ConfigError("config", type(cfg).__name__, "a config composed on base_config")
+        cfg.model.args = {**cfg.model.args, **args["model"]}
+        cfg.dataset.args = {**cfg.dataset.args, **args["dataset"]}
+    else:
+        import_plugins(cfg.plugins)
+    _check_own(cfg)
     _as_paradigm(cfg)
     for key in (*FIELD_CHECKS, *name_checks()):
         value = get_dotted(cfg, key, default=_ABSENT)
@@ -152,6 +210,65 @@ def validate(cfg: Any) -> RunConfig:
 _ABSENT = object()
 
 
+def _without_args(dcfg: Any) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """A copy of the composed config without the keys beside ``_target_`` in model and dataset (the
+    schema has no field for them), and those keys: the arguments of the user's callables."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+
+    args: dict[str, dict[str, Any]] = {"model": {}, "dataset": {}}
+    if not isinstance(dcfg, DictConfig):
+        return dcfg, args
+    dcfg = dcfg.copy()
+    for group, cls in (("model", ModelConfig), ("dataset", DatasetConfig)):
+        node = dcfg.get(group)
+        if not isinstance(node, DictConfig):
+            continue
+        names = {f.name for f in fields(cls)}
+        for key in [k for k in node.keys() if k not in names]:
+            value = node[key]
+            if isinstance(value, (DictConfig, ListConfig)):
+                value = OmegaConf.to_container(value, resolve=True)
+            args[group][str(key)] = value
+            with open_dict(node):
+                del node[key]
+    return dcfg, args
+
+
+def _check_own(cfg: RunConfig) -> None:
+    """The user's own code, as far as it can be checked without building it: the callables import, the
+    arguments beside ``_target_`` are ones they take; shipped families and datasets take no such keys."""
+    from powertrain import data, models
+    from powertrain.config import targets as own
+
+    for group, node, cls, is_own in (("model", cfg.model, ModelConfig, models.is_own),
+                                     ("dataset", cfg.dataset, DatasetConfig, data.is_own)):
+        if not node.args:
+            continue
+        if not is_own(node):
+            name = node.family if group == "model" else node.name
+            first = next(iter(node.args))
+            known = [f.name for f in fields(cls) if f.name not in ("args", "_target_")]
+            raise ConfigError(f"{group}.{first}", node.args[first], f"an existing config key of {group} "
+                              f"{name}{did_you_mean(first, known, quote=False)} (keys beside {group}._target_ "
+                              "are arguments of your own callable)")
+    for key, node, name in (("model", cfg.model, cfg.model.family), ("dataset", cfg.dataset, cfg.dataset.name)):
+        if name == "target" and not node._target_:
+            raise ConfigError(f"{key}._target_", None, f"an importable callable with {key}=target "
+                              f"({key}._target_=mylab.{'nets.MyNet' if key == 'model' else 'data.make'})")
+    if models.is_own(cfg.model):
+        key, target, fn = models.own_target(cfg.model)
+        own.arguments(key, target, fn, dict(cfg.model.args), dict.fromkeys((*models.SHAPE_ARGS, *models.KNOB_ARGS)),
+                      "model", models.knob_fields(cfg.model))
+    if data.is_own(cfg.dataset):
+        from powertrain.data.own import FIELDS, dataset_fields, own_target
+
+        key, target, fn = own_target(cfg.dataset)
+        own.arguments(key, target, fn, dict(cfg.dataset.args), {}, "dataset", dataset_fields(cfg.dataset), FIELDS)
+    if cfg.task.evaluate is None and cfg.task.metric != "accuracy":
+        raise ConfigError("task.metric", cfg.task.metric, "accuracy with the default evaluation (a metric of "
+                          "your own needs task.evaluate=mylab.train.evaluate, which returns it)")
+
+
 def _call_check(module: Any, cfg: RunConfig) -> None:
     check = getattr(module, "check", None)
     if check is not None:
@@ -173,7 +290,8 @@ def _check_combinations(cfg: RunConfig) -> None:
         raise ConfigError("optimizer.nesterov", True, "only with optimizer=sgd and momentum > 0")
     from powertrain.data import registered_datasets
 
-    if registered_datasets().meta.get(cfg.dataset.name, {}).get("reads_root"):  # e.g. torchvision's MNIST
+    reads_root = registered_datasets().meta.get(cfg.dataset.name, {}).get("reads_root")
+    if reads_root and not cfg.dataset._target_:  # e.g. torchvision's MNIST; the user's data finds its own
         root = data_root(cfg.dataset)
         if not cfg.dataset.download and not os.path.isdir(root):
             raise ConfigError(
@@ -182,7 +300,7 @@ def _check_combinations(cfg: RunConfig) -> None:
                 "an existing directory holding the dataset files (set dataset.root or "
                 "$POWERTRAIN_DATA, or dataset.download=true on a machine with network)",
             )
-    if cfg.model.family == "timm":
+    if cfg.model.family == "timm" and not cfg.model._target_:
         from powertrain.models import check_timm_name
 
         check_timm_name(cfg.model.name)

@@ -7,6 +7,7 @@ import it.
 - ``checks``: value checks by dotted key
 - ``registry``: ``Registry`` (name → builder) and ``LazyModules`` (plug-in folders)
 - ``paths``: ``conf_dir``
+- ``targets``: the user's own code: ``_target_`` paths resolved and called, plug-in modules imported
 
 Checks that need the registries (which names exist) sit above them, in ``powertrain.compose``.
 """
@@ -26,6 +27,7 @@ from powertrain.config.schema import (
     RunConfig,
     SchedulerConfig,
     StudyConfig,
+    TaskConfig,
     TrackingConfig,
     data_root,
     get_dotted,
@@ -33,5 +35,5 @@ from powertrain.config.schema import (
 
 __all__ = ["GROUPS", "BudgetConfig", "CarbonConfig", "ConfigError", "DatasetConfig", "DistributedConfig",
            "EnergyConfig", "HardwareConfig", "ModelConfig", "OptimizerConfig", "ParadigmConfig", "RunConfig",
-           "SchedulerConfig", "StudyConfig", "TrackingConfig", "data_root", "did_you_mean", "get_dotted",
+           "SchedulerConfig", "StudyConfig", "TaskConfig", "TrackingConfig", "data_root", "did_you_mean", "get_dotted",
            "one_of_message"]

@@ -20,7 +20,8 @@ __all__ = ["ConfigError", "RunConfig", "GROUPS", "data_root"]
 
 @dataclass
 class ModelConfig:
-    """Which network to build. ``family`` picks the builder from the model registry."""
+    """Which network to build. ``family`` picks the builder from the model registry; ``_target_`` names the
+    user's own callable instead (Hydra's convention), and the keys beside it are its arguments."""
 
     family: str = "simple_cnn"
     name: str = "simple_cnn"  # for family=timm: the timm model name
@@ -30,6 +31,12 @@ class ModelConfig:
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 128])  # family=mlp
     dropout: float = 0.0
     input_size: Optional[int] = None  # resize inputs to this side length (e.g. 224 for ViT); None = as is
+    # the user's own model: an importable callable ("mylab.nets.MyNet" or "mylab.nets:MyNet"); it gets the
+    # data's shape as the keyword arguments it names (in_channels, image_size, num_classes, ...)
+    _target_: Optional[str] = None
+    # its other arguments: written beside _target_ in YAML (+model.width=64 on the command line); validate
+    # gathers them here
+    args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -54,6 +61,27 @@ class DatasetConfig:
     limit_test: Optional[int] = None
     test_fraction: float = 0.25  # digits has no official split: a seeded stratified holdout
     classes: list[int] = field(default_factory=list)  # keep only these labels, renumbered 0..k-1 ([] = all)
+    # the user's own data: a callable returning (train, test) torch Datasets of (x, y) samples, or one object
+    # with .train and .test (and optionally .num_classes); the keys beside it are its arguments
+    _target_: Optional[str] = None
+    args: dict[str, Any] = field(default_factory=dict)
+    # DataLoader worker processes for datasets that are not small tensors (None = min(4, CPUs held - 1))
+    num_workers: Optional[int] = None
+
+
+@dataclass
+class TaskConfig:
+    """What a training step minimises and what an evaluation reports (default: classification).
+
+    ``loss`` and ``evaluate`` name the user's own functions (importable paths, as ``_target_``):
+    ``loss(model, batch) -> scalar tensor`` and ``evaluate(model, batches) -> dict`` of metrics, where
+    ``batches`` iterates over the test split on the training device. ``metric`` names the entry of that dict
+    that targets (``target_accuracy``), reports and pruning read: accuracy-like, higher is better.
+    """
+
+    loss: Optional[str] = None  # None = cross-entropy of model(x) against integer labels y
+    evaluate: Optional[str] = None  # None = accuracy and mean cross-entropy over the test split
+    metric: str = "accuracy"
 
 
 @dataclass
@@ -196,6 +224,10 @@ class RunConfig:
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    # modules imported before anything else in every process of the run (DDP ranks, study parts, Slurm
+    # tasks): where the user's @register_model / @register_dataset calls live; $POWERTRAIN_PLUGINS adds more
+    plugins: list[str] = field(default_factory=list)
     batch_size: int = 64  # global: split across the ranks of a distributed run
     max_epochs: int = 40
     seed: int = 0

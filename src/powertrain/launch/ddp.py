@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -25,14 +26,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def launch_local(cfg: Any, run_dir: Path, overrides: list[str], sweep_id: Optional[str] = None) -> dict[str, Any]:
+def launch_local(cfg: Any, run_dir: Path, overrides: list[str], sweep_id: Optional[str] = None,
+                 hydra_argv: Sequence[str] = ()) -> dict[str, Any]:
     """Start ``distributed.nproc_per_node`` ranks of this command on this machine and outlive them.
 
     Each rank is ``python -m powertrain`` with the same overrides, the run directory pinned and torchrun's
     variables set. This process forwards SIGTERM/SIGUSR2/SIGINT to every rank, and is the survivor that
     names a rank that died: result.json says ``failed``, which rank and how, and is written whoever died.
+    ``hydra_argv``: Hydra overrides the ranks need to compose the same config (``hydra.searchpath``).
     """
     from powertrain.results import read_result
+    from powertrain.run.build import check_plugins_reach
+
+    check_plugins_reach(cfg, "the DDP ranks")  # before any rank starts
 
     n = cfg.distributed.nproc_per_node
     run_dir = Path(run_dir).resolve()
@@ -42,7 +48,7 @@ def launch_local(cfg: Any, run_dir: Path, overrides: list[str], sweep_id: Option
         env[ENV_SWEEP_ID] = sweep_id
     if "OMP_NUM_THREADS" not in env and cfg.hardware.cpu_threads is None:
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n))  # as torchrun: no oversubscription
-    cmd = [sys.executable, "-m", "powertrain", *overrides, f"hydra.run.dir={run_dir}"]
+    cmd = [sys.executable, "-m", "powertrain", *overrides, *hydra_argv, f"hydra.run.dir={run_dir}"]
     t0 = time.time()
     procs = [subprocess.Popen(cmd, env=dict(env, RANK=str(r), LOCAL_RANK=str(r))) for r in range(n)]
     previous = {}

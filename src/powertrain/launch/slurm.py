@@ -204,6 +204,27 @@ def is_slurm_launcher(launcher: Any) -> bool:
     return target.endswith("SlurmLauncher")
 
 
+def _check_plugins(config: Any) -> None:
+    """A model or dataset registered only in the submitting process would be unknown to the Slurm tasks:
+    one line and exit 2 before anything is submitted (``run.build.check_plugins_reach``)."""
+    from omegaconf import OmegaConf
+
+    from powertrain.run.build import check_plugins_reach
+
+    if OmegaConf.select(config, "model") is None or OmegaConf.select(config, "dataset") is None:
+        return  # not a powertrain run config (a launcher-only config in a test)
+    names: dict[str, list[str]] = {"model.family": [], "dataset.name": []}
+    for override in OmegaConf.select(config, "hydra.overrides.task", default=None) or []:  # model.family=a,b
+        key, _, value = str(override).lstrip("+").partition("=")
+        if key in names:
+            names[key] += [v.strip() for v in value.strip("[]").split(",") if v.strip()]
+    try:
+        check_plugins_reach(config, "the Slurm tasks", tuple(names["model.family"]), tuple(names["dataset.name"]))
+    except ConfigError as e:
+        print(f"powertrain: error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
 class SlurmCheck(Callback):
     """Before a multirun under the Slurm launcher: refuse a request no node of the partition can run."""
 
@@ -211,6 +232,7 @@ class SlurmCheck(Callback):
         launcher = config.hydra.get("launcher")
         if not is_slurm_launcher(launcher):
             return
+        _check_plugins(config)
         text = query_sinfo()
         if text is None:
             return

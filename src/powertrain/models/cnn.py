@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from powertrain.config import ConfigError, ModelConfig
-from powertrain.models import register_model
+from powertrain.models import register_builder
 from powertrain.models.dense import poly_widths, stack
 
 
@@ -39,6 +39,6 @@ class SimpleCNN(nn.Module):
         return self.head(self.features(x))
 
 
-@register_model("simple_cnn")
+@register_builder("simple_cnn")
 def simple_cnn(cfg: ModelConfig, shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     return SimpleCNN(shape, num_classes, cfg.conv_blocks, cfg.linear_layers, cfg.relu, cfg.dropout)

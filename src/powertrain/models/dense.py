@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from powertrain.config import ModelConfig
-from powertrain.models import register_model
+from powertrain.models import register_builder
 
 
 def poly_widths(features: int, channels: int, n_linear: int) -> list[int]:
@@ -32,21 +32,21 @@ def stack(in_features: int, widths: list[int], num_classes: int, relu: bool, dro
     return nn.Sequential(*layers)
 
 
-@register_model("dense_poly")
+@register_builder("dense_poly")
 def dense_poly(cfg: ModelConfig, shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     c, h, w = shape
     f = c * h * w
     return nn.Sequential(nn.Flatten(), stack(f, poly_widths(f, c, cfg.linear_layers), num_classes, cfg.relu, cfg.dropout))
 
 
-@register_model("dense_linear")
+@register_builder("dense_linear")
 def dense_linear(cfg: ModelConfig, shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     c, h, w = shape
     f = c * h * w
     return nn.Sequential(nn.Flatten(), stack(f, linear_widths(f, cfg.linear_layers), num_classes, cfg.relu, cfg.dropout))
 
 
-@register_model("mlp")
+@register_builder("mlp")
 def mlp(cfg: ModelConfig, shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     c, h, w = shape
     return nn.Sequential(nn.Flatten(), stack(c * h * w, list(cfg.hidden_sizes), num_classes, cfg.relu, cfg.dropout))

@@ -5,10 +5,10 @@ from __future__ import annotations
 from torch import nn
 
 from powertrain.config import ConfigError, ModelConfig
-from powertrain.models import check_timm_name, register_model
+from powertrain.models import check_timm_name, register_builder
 
 
-@register_model("timm")
+@register_builder("timm")
 def timm_model(cfg: ModelConfig, shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     import timm
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from powertrain.train import ClassificationTask, Task
+    from powertrain.train import SupervisedTask, Task
 
 
 @dataclass
@@ -50,13 +50,13 @@ def build_setup(cfg: RunConfig, device: torch.device, autocast: Callable[[], Any
 
 
 def single_task(cfg: RunConfig, device: torch.device,
-                autocast: Callable[[], Any]) -> tuple[nn.Module, ClassificationTask, dict[str, Any]]:
-    """Load the dataset onto the device and build the model for it."""
-    from powertrain.data import describe, load_dataset
+                autocast: Callable[[], Any]) -> tuple[nn.Module, SupervisedTask, dict[str, Any]]:
+    """Load the dataset onto the device and build the model for it, and the task ``cfg.task`` names."""
+    from powertrain.data import describe, load_data
     from powertrain.models import create_model
-    from powertrain.train import ClassificationTask
+    from powertrain.train import make_task
 
-    data = load_dataset(cfg.dataset).to(device)
+    data = load_data(cfg.dataset, classification=cfg.task.loss is None).to(device)
     model = create_model(cfg.model, data.input_shape, data.num_classes).to(device)
-    task = ClassificationTask(data, cfg.batch_size, cfg.eval_batch_size, cfg.seed, autocast)
+    task = make_task(cfg.task, data, cfg.batch_size, cfg.eval_batch_size, cfg.seed, autocast)
     return model, task, describe(data)

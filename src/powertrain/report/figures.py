@@ -106,8 +106,9 @@ def accuracy_vs_energy(df: Any) -> Optional[Any]:
                         xytext=(6, 4), textcoords="offset points")
     _log_if_wide(ax, d["total_j"])
     ax.set_xlabel("total energy per run (J)")
-    ax.set_ylabel("final accuracy (%)")
-    ax.set_title("Accuracy against energy, every run")
+    name = metric_name(d)
+    ax.set_ylabel("final accuracy (%)" if name == "accuracy" else f"final {name} × 100 (task.metric)")
+    ax.set_title(f"{name.capitalize()} against energy, every run")
     if len(d) > 12:  # a cloud of points: the legend beside the axes, where it hides none of them
         fig.set_size_inches(9.5, 4.6)
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
@@ -115,6 +116,13 @@ def accuracy_vs_energy(df: Any) -> Optional[Any]:
         ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
+
+
+def metric_name(df: Any) -> str:
+    """What the runs' "accuracy" is: ``accuracy``, or the ``task.metric`` of a step of the user's own
+    (``metrics.metric`` in result.json; several joined with a slash)."""
+    names = {((r.get("metrics") or {}).get("metric") or "accuracy") for r in df.get("result", []) if isinstance(r, dict)}
+    return "/".join(sorted(names)) if names else "accuracy"
 
 
 def convergence(df: Any) -> Optional[Any]:
@@ -146,8 +154,9 @@ def convergence(df: Any) -> Optional[Any]:
         ax.axhline(t * 100, color="crimson", ls="--", lw=1, label=f"target {t * 100:g} %")
     _log_if_wide(ax, all_e)
     ax.set_xlabel("cumulative energy (J)")
-    ax.set_ylabel("accuracy after each epoch (%)")
-    ax.set_title(f"Convergence: accuracy against energy spent ({len(d)} runs)")
+    name = metric_name(d)
+    ax.set_ylabel("accuracy after each epoch (%)" if name == "accuracy" else f"{name} × 100 after each epoch")
+    ax.set_title(f"Convergence: {name} against energy spent ({len(d)} runs)")
     if ax.get_legend_handles_labels()[1]:
         ax.legend(fontsize=7, loc="best" if hue else "lower right", ncol=2 if 6 < len(d) <= 12 else 1)
     fig.tight_layout()

@@ -109,3 +109,155 @@ def build_training(cfg: RunConfig, dev: Device) -> Training:
         dev.dist.shard(setup.task)
         model = dev.dist.wrap(model)
     return Training(setup, model, optimizer, scheduler, scaler, autocast)
+
+
+# ------------------------------------------------------------------------ the user's code, checked first
+
+PROBE_SAMPLES = 4  # samples put through the model before the run starts: a batch, and BatchNorm-safe
+
+
+def uses_own_code(cfg: RunConfig) -> bool:
+    """Whether the run builds the user's model, data or step (then ``check_model_on_data`` runs first)."""
+    from powertrain import data, models
+
+    return (models.is_own(cfg.model) or data.is_own(cfg.dataset) or cfg.task.loss is not None
+            or cfg.task.evaluate is not None)
+
+
+def _probe_batch(data: Any, n: int) -> Any:
+    from powertrain.config import ConfigError
+    from powertrain.data import DataSplits
+    from powertrain.data.loader import LoaderBatches
+
+    if isinstance(data, DataSplits):
+        return data.x_train[:n], data.y_train[:n]
+    try:
+        return LoaderBatches(data.train, n, 0, "cpu", 0, shuffle=False).first(n)
+    except Exception as e:
+        raise ConfigError("dataset", data.name, f"samples that batch together (torch's default_collate): "
+                          f"{_first_line(e)}") from e
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def _shape(x: Any) -> str:
+    return "×".join(map(str, x.shape)) if hasattr(x, "shape") else type(x).__name__
+
+
+def check_model_on_data(cfg: RunConfig, keep_data: bool = False) -> dict[str, Any]:
+    """Build the dataset and model of ``cfg`` on the CPU and put one batch of ``PROBE_SAMPLES`` through the
+    run's step (forward or ``task.loss``, backward) and evaluation, before any meter starts.
+
+    ``keep_data``: hold the loaded dataset for the run in this process (``data.load_data``), so it is not
+    loaded twice. Sweeps can call this for every grid point before the first job. A multitask run (its
+    data are dataset presets) is not probed.
+
+    Returns:
+        What was found: ``input_shape``, ``num_classes``, ``batches`` (on_device or dataloader) and the
+        model's output shape.
+
+    Raises:
+        ConfigError: one line naming the key, the model or function, the input shape and the error: a
+            dataset whose samples are not (x, y) of the right types, a model or loss that fails on the batch
+            or returns the wrong shape, an evaluation without its metric.
+    """
+    import torch
+
+    from powertrain.config import ConfigError
+    from powertrain.config.targets import label, resolve
+    from powertrain.data import describe, load_data
+    from powertrain.models import create_model
+    from powertrain.train.tasks import _accuracy, evaluate_own
+
+    if cfg.paradigm.name == "multitask":
+        return {}
+    seed_everything(cfg.seed)
+    data = load_data(cfg.dataset, classification=cfg.task.loss is None, keep=keep_data)
+    batch = _probe_batch(data, PROBE_SAMPLES)
+    model = create_model(cfg.model, data.input_shape, data.num_classes)
+    what = cfg.model._target_ or cfg.model.family
+    inputs = f"inputs {_shape(batch[0])} from {data.name}"
+    found = {k: v for k, v in describe(data).items() if k in ("input_shape", "num_classes", "batches")}
+    model.train()
+    if cfg.task.loss is not None:
+        loss_fn = resolve("task.loss", cfg.task.loss)
+        try:
+            loss = loss_fn(model, batch)
+        except Exception as e:
+            raise ConfigError("task.loss", cfg.task.loss, f"a loss that runs on one batch ({inputs}, model "
+                              f"{what}): {_first_line(e)}") from e
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.requires_grad:
+            got = f"a tensor of shape {list(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+            raise ConfigError("task.loss", cfg.task.loss, f"a function returning the batch's loss as a scalar "
+                              f"tensor autograd can differentiate (it returned {got}"
+                              f"{'' if not isinstance(loss, torch.Tensor) or loss.requires_grad else ' without grad'})")
+        loss.backward()
+    if cfg.task.evaluate is None:  # classification: N × num_classes scores, cross-entropy against y
+        try:
+            out = model(batch[0])
+        except Exception as e:
+            raise ConfigError("model", what, f"a model whose forward takes a batch of {inputs}: "
+                              f"{_first_line(e)}") from e
+        n, k = len(batch[0]), data.num_classes
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (n, k):
+            got = _shape(out) if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
+            raise ConfigError("model", what, f"a model that maps a batch of {inputs} to {n}×{k} class scores "
+                              f"(it returned {got}; other outputs need task.loss and task.evaluate)")
+        found["output_shape"] = list(out.shape)
+        try:
+            _accuracy(model, [batch], contextlib.nullcontext, None, None)
+        except Exception as e:
+            raise ConfigError("model", what, f"scores and labels of {data.name} that give a cross-entropy "
+                              f"({_first_line(e)})") from e
+    else:
+        evaluate_fn = resolve("task.evaluate", cfg.task.evaluate)
+        try:
+            evaluate_own(model, evaluate_fn, [batch], cfg.task.metric)
+        except ConfigError:
+            raise
+        except Exception as e:
+            raise ConfigError("task.evaluate", label(evaluate_fn), f"an evaluation that runs on one batch "
+                              f"({inputs}, model {what}): {_first_line(e)}") from e
+    return found
+
+
+def check_plugins_reach(cfg: Any, who: str, families: tuple[str, ...] = (), datasets: tuple[str, ...] = ()) -> None:
+    """Refuse a model or dataset that the processes powertrain is about to start could not find.
+
+    A name registered in this process only (``register_model`` in a wrapper script or a notebook) trains
+    here, but DDP ranks, study parts and Slurm tasks are fresh processes that import only the modules named
+    in ``plugins`` / ``$POWERTRAIN_PLUGINS`` (entry points and ``_target_`` paths they find themselves).
+
+    Args:
+        cfg: a ``RunConfig`` or the composed DictConfig (``model``, ``dataset``, ``plugins``).
+        who: the processes, for the message ("the DDP ranks").
+        families, datasets: more names to check (the values a sweep will give ``model.family`` etc.).
+
+    Raises:
+        ConfigError: naming the key, the name, the module that registered it and the fix.
+    """
+    from powertrain.config import ConfigError
+    from powertrain.config.targets import plugin_names
+    from powertrain.data import registered_datasets
+    from powertrain.models import registered_models
+
+    reach = plugin_names(list(getattr(cfg, "plugins", None) or []))
+    own_model, own_data = getattr(cfg.model, "_target_", None), getattr(cfg.dataset, "_target_", None)
+    checks = [("model.family", "model", registered_models(), n) for n in
+              (() if own_model else (cfg.model.family,)) + tuple(families)]
+    checks += [("dataset.name", "dataset", registered_datasets(), n) for n in
+               (() if own_data else (cfg.dataset.name,)) + tuple(datasets)]
+    for key, kind, registry, name in checks:
+        meta = registry.meta.get(name, {})
+        module = meta.get("registered_in") or meta.get("module")
+        if not meta.get("own") or meta.get("entry_point") or module is None:
+            continue
+        if any(m == p or m.startswith(p + ".") for m in (module, meta.get("module") or module) for p in reach):
+            continue
+        fix = ("move it into a module and name that in plugins=[...] (or $POWERTRAIN_PLUGINS)" if module == "__main__"
+               else f"name its module in plugins=[{module}] (or $POWERTRAIN_PLUGINS={module})")
+        raise ConfigError(key, name, f"a {kind} {who} can import: it was registered by {module} in this process "
+                          f"only; {fix}")

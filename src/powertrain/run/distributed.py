@@ -1,4 +1,5 @@
-"""One run across processes, GPUs and nodes: PyTorch DDP, with every physical device billed once.
+"""One run across processes, GPUs and nodes: PyTorch DDP, with every physical device billed once
+(who meters what, and the gathered meter, live in ``powertrain.energy.distributed``).
 
 Ranks come from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT), from a
 multi-task Slurm step (SLURM_PROCID, SLURM_STEP_NUM_TASKS, SLURM_LOCALID; the first host of the job's
@@ -15,9 +16,7 @@ rank 0 writes the one result.json and the checkpoint.
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -25,6 +24,16 @@ from pathlib import Path
 from typing import Any, Optional
 
 from powertrain.config.errors import ConfigError
+from powertrain.energy.distributed import (
+    Assignment,
+    GatheredMeter,
+    RankInfo,
+    assign_meters,
+    gpu_uuid,
+    join,
+    merge_measurements,
+    rank_meter,
+)
 from powertrain.results import RESULT_FILE
 
 ENV_LAUNCHER = "POWERTRAIN_LAUNCHER"  # "local": the ranks' parent is launch_local, which names a dead rank
@@ -96,120 +105,6 @@ def check(cfg: Any, world: Optional[World] = None) -> None:
         raise ConfigError("distributed.backend", "nccl", "gloo or auto with hardware.device=cpu (NCCL needs GPUs)")
 
 
-# ---------------------------------------------------------------- who meters what
-
-
-@dataclass(frozen=True)
-class RankInfo:
-    """What one rank tells the others at start: where it runs and which GPU it holds."""
-
-    rank: int
-    host: str
-    pid: int
-    gpu_uuid: Optional[str] = None
-    affinity: tuple[int, ...] = ()
-    started_at: float = 0.0  # time.time() when the rank joined (rank 0's marks this attempt)
-    run_dir: str = ""  # rank 0's is the run's: torchrun's ranks may each compose another ${now:...} dir
-
-
-@dataclass(frozen=True)
-class Assignment:
-    """What one rank meters: its node's name, and whether it owns its GPU and its node's CPU/DRAM."""
-
-    node: str  # node0, node1, ... in order of each host's lowest rank
-    gpu: bool
-    cpu: bool
-    peers: tuple[int, ...] = ()  # pids of the other ranks on its host (billed with the CPU/DRAM)
-    affinity: tuple[int, ...] = ()  # the CPUs of every rank on its host
-
-
-def assign_meters(infos: list[RankInfo]) -> dict[int, Assignment]:
-    """Each physical device metered by exactly one rank.
-
-    A GPU (by UUID: unique across hosts) by the lowest rank that holds it; a host's CPU packages and DRAM
-    by the lowest rank on that host, which also bills the other ranks' CPU time and memory there.
-    """
-    infos = sorted(infos, key=lambda i: i.rank)
-    nodes: dict[str, str] = {}
-    gpu_owner: dict[str, int] = {}
-    cpu_owner: dict[str, int] = {}
-    for i in infos:
-        nodes.setdefault(i.host, f"node{len(nodes)}")
-        cpu_owner.setdefault(i.host, i.rank)
-        if i.gpu_uuid is not None:
-            gpu_owner.setdefault(i.gpu_uuid, i.rank)
-    out = {}
-    for i in infos:
-        on_host = [j for j in infos if j.host == i.host]
-        out[i.rank] = Assignment(
-            node=nodes[i.host], gpu=i.gpu_uuid is not None and gpu_owner[i.gpu_uuid] == i.rank,
-            cpu=cpu_owner[i.host] == i.rank, peers=tuple(j.pid for j in on_host if j.rank != i.rank),
-            affinity=tuple(sorted({c for j in on_host for c in j.affinity})),
-        )  # fmt: skip
-    return out
-
-
-def merge_measurements(name: str, per_rank: list[Any], nodes: list[str]) -> Any:
-    """One run-wide ``Measurement`` from every rank's: components renamed ``<node>/<component>``.
-
-    A GPU is named by its NVML index on its host, so two ranks that each see their own GPU as cuda:0
-    (one GPU per task under Slurm) still get two components.
-    """
-    from powertrain.energy.base import Measurement
-
-    comps = []
-    for m, node in zip(per_rank, nodes, strict=True):
-        for c in m.components:
-            local = c.name
-            if c.kind == "gpu" and c.extra.get("nvml_index") is not None:
-                local = f"gpu:{c.extra['nvml_index']}"
-            comps.append(dataclasses.replace(c, name=f"{node}/{local}", extra=dict(c.extra)))
-    return Measurement(name=name, time_s=max(m.time_s for m in per_rank), components=comps)
-
-
-class GatheredMeter:
-    """An ``EnergyMeter`` for the whole run: each rank's own meter, gathered at every window's end.
-
-    ``end_window`` is a collective: every rank calls it at the same points (the loop's control flow is
-    the same on every rank). A window ended after a failure (``end_open_windows``) is this rank's alone:
-    its peers may be gone.
-    """
-
-    def __init__(self, local: Any, nodes: list[str], lines: list[tuple[str, list[str]]]):
-        self.local, self.nodes, self._lines = local, nodes, lines
-        self.rank = _dist().get_rank()
-        self._unshared: list[Any] = []  # windows ended here whose gather failed: their joules are kept
-
-    def start(self) -> None:
-        self.local.start()
-
-    def describe(self) -> str:
-        return " · ".join(f"{who}: {text}" for who, (text, *_) in self._lines if text)
-
-    def billing_lines(self) -> list[str]:
-        return [f"{who} {line}" for who, (_, *lines) in self._lines for line in lines]
-
-    def begin_window(self, name: str) -> None:
-        self.local.begin_window(name)
-
-    def end_window(self, name: str) -> Any:
-        mine = self.local.end_window(name)
-        gathered: list[Any] = [None] * len(self.nodes)
-        try:
-            _dist().all_gather_object(gathered, mine)
-        except Exception:  # a peer is gone: this rank's joules of the window still go in the result
-            self._unshared.append(mine)
-            raise
-        return merge_measurements(name, gathered, self.nodes)
-
-    def end_open_windows(self) -> list[Any]:
-        ended, self._unshared = self._unshared + self.local.end_open_windows(), []
-        return [merge_measurements(m.name, [m], [self.nodes[self.rank]]) for m in ended]
-
-    def close(self) -> None:
-        self.local.close()
-
-
 class EpochSync:
     """The epoch-end collectives of ``train.fit``: the same loss, clock and stop decision on every rank."""
 
@@ -265,17 +160,11 @@ class DistributedRun:
             self.backend, init_method=f"tcp://{world.master_addr}:{world.master_port}", rank=world.rank,
             world_size=world.world_size, timeout=datetime.timedelta(seconds=cfg.distributed.timeout_s),
         )  # fmt: skip
-        me = RankInfo(world.rank, socket.gethostname(), os.getpid(), _gpu_uuid(device),
-                      tuple(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else (),
-                      time.time(), str(run_dir))
-        infos: list[Any] = [None] * world.world_size
-        _dist().all_gather_object(infos, me)
-        self.infos: list[RankInfo] = infos
-        self.assignments = assign_meters(infos)
+        self.infos, self.assignments = join(device, str(run_dir))
         self.mine = self.assignments[world.rank]
         self.nodes = [self.assignments[r].node for r in range(world.world_size)]
-        self.started_at = infos[0].started_at
-        self.run_dir = Path(infos[0].run_dir)  # checkpoint and result: where rank 0 keeps them
+        self.started_at = self.infos[0].started_at
+        self.run_dir = Path(self.infos[0].run_dir)  # checkpoint and result: where rank 0 keeps them
         self.batch_size_per_rank = cfg.batch_size // world.world_size
         self.sync = EpochSync(world.world_size, device)
 
@@ -285,25 +174,11 @@ class DistributedRun:
 
     def build_meter(self, energy_cfg: Any, device: Any, **kwargs: Any) -> GatheredMeter:
         """This rank's meter for the devices it owns, wrapped so that every window is run-wide."""
-        from powertrain.energy import build_meter
-        from powertrain.energy.estimate import set_peer_processes
-        from powertrain.energy.select import device_sync
-
-        if self.mine.cpu:
-            set_peer_processes(list(self.mine.peers))  # the host's other ranks: their CPU time and memory
-        local = build_meter(energy_cfg, device if self.mine.gpu else "cpu", sync=device_sync(device),
-                            cpu=self.mine.cpu, affinity=set(self.mine.affinity) or None, **kwargs)
-        gathered: list[Any] = [None] * self.world.world_size
-        lines = [local.describe() if local.sources else ""] + local.billing_lines()
-        _dist().all_gather_object(gathered, lines)
-        who = [f"{self.nodes[r]}/rank{r}" for r in range(self.world.world_size)]
-        return GatheredMeter(local, self.nodes, [(w, g) for w, g in zip(who, gathered, strict=True) if g[0]])
+        return rank_meter(energy_cfg, device, self.mine, self.nodes, **kwargs)
 
     def shard(self, task: Any) -> None:
         """Give this rank its slice of every global batch and of the test split."""
-        from powertrain.train import ClassificationTask
-
-        if not isinstance(task, ClassificationTask):
+        if not hasattr(task, "shard"):
             raise ConfigError("paradigm.name", self.cfg.paradigm.name, "scratch or pretrained in a distributed run")
         task.shard(self.world.rank, self.world.world_size, self.batch_size_per_rank, self.sync.sum)
 
@@ -349,17 +224,6 @@ class DistributedRun:
             pass
 
 
-def _gpu_uuid(device: Any) -> Optional[str]:
-    if device.type != "cuda":
-        return None
-    import torch
-
-    try:
-        return str(torch.cuda.get_device_properties(device).uuid)
-    except Exception:
-        return f"{socket.gethostname()}:cuda:{device.index}"
-
-
 def _result_since(run_dir: Path, t0: float, wait_s: float = 0.0) -> bool:
     """Whether result.json was written at or after ``t0`` (this attempt), waiting up to ``wait_s``."""
     path = Path(run_dir) / RESULT_FILE
@@ -376,4 +240,4 @@ def _result_since(run_dir: Path, t0: float, wait_s: float = 0.0) -> bool:
 
 
 __all__ = ["World", "detect_world", "check", "assign_meters", "merge_measurements", "GatheredMeter",
-           "EpochSync", "DistributedRun"]
+           "EpochSync", "DistributedRun", "Assignment", "RankInfo", "gpu_uuid"]

@@ -31,6 +31,7 @@ def fill_result(result: dict[str, Any], cfg: RunConfig, fit_result: Any, ledger:
             "reached_target": st.energy_to_target_j is not None,
             "energy_to_target_j": st.energy_to_target_j,
             "time_to_target_s": st.time_to_target_s,
+            "metric": cfg.task.metric,  # what final/best "accuracy" and the target are (task.evaluate's key)
         })
         if "tasks" in fit_result.final_metrics:
             m["tasks"] = fit_result.final_metrics["tasks"]
@@ -72,10 +73,12 @@ def fill_result(result: dict[str, Any], cfg: RunConfig, fit_result: Any, ledger:
 
 def print_summary(result: dict[str, Any], run_dir: Path) -> None:
     m, e, c, t = result["metrics"], result["energy"], result.get("carbon") or {}, result["time"]
-    acc = f"{m['final_accuracy'] * 100:.2f}%" if m["final_accuracy"] is not None else "n/a"
+    name = m.get("metric") or "accuracy"  # task.metric: what "accuracy" is for a step of the user's own
+    pct = (lambda v: f"{v * 100:.2f}%") if name == "accuracy" else (lambda v: f"{v:.4f}")
+    acc = pct(m["final_accuracy"]) if m["final_accuracy"] is not None else "n/a"
     lines = [f"status: {result['status']}" + (f" ({result['error']})" if result["error"] else "")]
-    lines.append(f"accuracy: {acc} (best {m['best_accuracy'] * 100:.2f}%)" if m["best_accuracy"] is not None
-                 else f"accuracy: {acc}")
+    lines.append(f"{name}: {acc} (best {pct(m['best_accuracy'])})" if m["best_accuracy"] is not None
+                 else f"{name}: {acc}")
     if e["total_j"] is not None:
         share = e["measured_fraction"]
         share_txt = f"{share * 100:.0f}% measured" if share is not None else "nothing metered"

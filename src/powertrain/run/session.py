@@ -17,7 +17,15 @@ from typing import Any, Optional
 from powertrain.config import RunConfig
 from powertrain.console import is_terminal, say
 from powertrain.results import USABLE, skeleton, write_result
-from powertrain.run.build import Device, Training, build_training, make_meter, open_device
+from powertrain.run.build import (
+    Device,
+    Training,
+    build_training,
+    check_model_on_data,
+    make_meter,
+    open_device,
+    uses_own_code,
+)
 from powertrain.run.checkpoint import Checkpoint
 from powertrain.run.fill import fill_result, print_summary
 from powertrain.run.signals import StopRequest
@@ -76,6 +84,8 @@ class RunSession:
         self.knobs = apply_gpu_knobs(cfg.hardware, self.dev.device)  # set before training; restored in finish
         if self.knobs.record:
             self.result["hardware"]["gpu_knobs"] = self.knobs.record
+        if uses_own_code(cfg):  # the user's model, data and step on one batch, before the meter starts
+            check_model_on_data(cfg, keep_data=True)
         self.meter = make_meter(cfg, self.dev)
         self.say(f"energy: {self.meter.describe()}")
         for line in self.meter.billing_lines():  # what share of each component is billed, and why
@@ -141,9 +151,10 @@ class RunSession:
             if self.intensity is not None:
                 row["carbon_g"] = carbon.operational_g(cfg.carbon, self.intensity, row["energy_j"])
             self.tracker.log_epoch(row)
+            metric = (f"acc {row['accuracy'] * 100:6.2f}%" if cfg.task.metric == "accuracy"
+                      else f"{cfg.task.metric} {row['accuracy']:.4f}")
             self.say(f"epoch {row['epoch']:>3}/{cfg.max_epochs}  loss {row['train_loss']:.4f}  "
-                     f"acc {row['accuracy'] * 100:6.2f}%  energy {row['energy_j']:9.1f} J  "
-                     f"time {row['wall_s']:7.2f} s")
+                     f"{metric}  energy {row['energy_j']:9.1f} J  time {row['wall_s']:7.2f} s")
             return None if pruning is None else pruning.report(row["epoch"], row["accuracy"])
 
         return on_epoch

@@ -50,14 +50,19 @@ class StudyContext:
     overrides: list[str] = field(default_factory=list)  # the user's, minus experiment= and study.*
     study_overrides: list[str] = field(default_factory=list)  # the user's study.* (same knobs in every part)
     launcher: list[str] = field(default_factory=list)  # hydra/launcher=..., hydra.launcher.*: sweeps only
+    searchpath: list[str] = field(default_factory=list)  # hydra.searchpath=...: every part (the user's conf)
 
     def _argv(self, part: str, overrides: list[str]) -> list[str]:
         # the driver's overrides win over the user's for the keys the driver sets (e.g. dataset= of a part)
         mine = {_key(o) for o in overrides}
         users = [o for o in self.overrides if _key(o) not in mine]
-        return [f"experiment={self.experiment}", *self.study_overrides, f"study.part={part}", *users, *overrides]
+        return [f"experiment={self.experiment}", *self.study_overrides, f"study.part={part}", *users, *overrides,
+                *self.searchpath]
 
     def _call(self, part: str, argv: list[str]) -> int:
+        from powertrain.run.build import check_plugins_reach
+
+        check_plugins_reach(self.cfg, "the study's parts")  # each part is a fresh process
         cmd = [sys.executable, "-m", "powertrain", *argv]
         if self.cfg.verbose:
             print(f"\n=== {self.out_dir.name}: {part} ({' '.join(argv[2:]) or 'as configured'}) ===", flush=True)
@@ -108,6 +113,12 @@ def split_overrides(task_overrides: list[str]) -> tuple[list[str], list[str]]:
 def launcher_overrides(hydra_overrides: list[str]) -> list[str]:
     """The user's launcher choice and settings, for the study's sweeps."""
     return [o for o in hydra_overrides if o.startswith(("hydra/launcher=", "hydra.launcher."))]
+
+
+def searchpath_overrides(hydra_overrides: list[str]) -> list[str]:
+    """The user's ``hydra.searchpath`` (a config dir of their own): processes composing the same config
+    (study parts, DDP ranks) need it too."""
+    return [o for o in hydra_overrides if o.lstrip("+").startswith("hydra.searchpath")]
 
 
 def run_study(ctx: StudyContext) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""What the loop trains: the ``Task`` interface and the default, single-dataset classification.
+"""What the loop trains: the ``Task`` interface, the default single-dataset classification, and the same
+over the user's own loss and evaluation (``task.loss``, ``task.evaluate``, ``task.metric``).
 
 A task owns its batches, its loss and its evaluation; ``fit`` knows nothing else about the data.
 """
@@ -31,55 +32,159 @@ class Task(Protocol):
 
     # Optional: ``annotate(metrics, energy_j=..., wall_s=..., history=...) -> metrics`` is called after each
     # evaluation with the energy and time so far and the earlier history rows (see paradigm_multitask).
+    # Optional: ``shard(rank, world_size, batch_size_per_rank, reduce)`` for a distributed run.
 
 
-class ClassificationTask:
-    """Single-dataset classification on device-resident tensors."""
+class SupervisedTask:
+    """One dataset's batches, a loss and an evaluation: classification unless the user's own are given.
 
-    def __init__(self, data: DataSplits, batch_size: int, eval_batch_size: int, seed: int,
-                 autocast: Callable[[], Any] = contextlib.nullcontext):
+    ``data`` is ``DataSplits`` (tensors on the device: batches sliced there) or a ``DatasetPair`` (batches
+    from a DataLoader with workers). ``loss_fn(model, batch) -> scalar tensor`` replaces cross-entropy;
+    ``evaluate_fn(model, batches) -> dict`` replaces accuracy, ``batches`` iterating over the test split on
+    the device (model in eval mode, no grad, autocast as the run's). ``metric`` names the entry of that dict
+    that targets, reports and pruning read (it is also returned as ``accuracy``, the key they read).
+    """
+
+    def __init__(self, data: Any, batch_size: int, eval_batch_size: int, seed: int,
+                 autocast: Callable[[], Any] = contextlib.nullcontext,
+                 loss_fn: Optional[Callable[[nn.Module, Any], torch.Tensor]] = None,
+                 evaluate_fn: Optional[Callable[[nn.Module, Iterable[Any]], dict[str, Any]]] = None,
+                 metric: str = "accuracy"):
         self.data = data
-        self.train = DeviceBatches(data.x_train, data.y_train, batch_size, seed)
-        self.eval_batch_size = eval_batch_size
-        self.autocast = autocast
-        self.seed = seed
+        self.eval_batch_size, self.seed, self.autocast = eval_batch_size, seed, autocast
+        self.loss_fn, self.evaluate_fn, self.metric = loss_fn, evaluate_fn, metric
+        self.on_device = isinstance(data, DataSplits)
+        self.train = self._train_batches(batch_size, 0, 1)
         self.eval_shard: tuple[int, int] = (0, 1)
         self.eval_reduce: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
 
+    def _train_batches(self, batch_size: int, rank: int, world_size: int) -> Any:
+        d = self.data
+        if self.on_device:
+            return DeviceBatches(d.x_train, d.y_train, batch_size, self.seed, rank=rank, world_size=world_size)
+        from powertrain.data.loader import LoaderBatches
+
+        return LoaderBatches(d.train, batch_size, self.seed, d.device, d.num_workers, rank=rank,
+                             world_size=world_size)
+
     def shard(self, rank: int, world_size: int, batch_size_per_rank: int,
               reduce: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        """Train on this rank's slice of every global batch; evaluate its slice of the test split and
-        sum the counts over the ranks with ``reduce`` (an all_reduce), so every rank sees the same metrics."""
-        self.train = DeviceBatches(self.data.x_train, self.data.y_train, batch_size_per_rank, self.seed,
-                                   rank=rank, world_size=world_size)
-        self.eval_shard, self.eval_reduce = (rank, world_size), reduce
+        """Train on this rank's slice of every global batch. The default evaluation takes its slice of the
+        test split and sums the counts over the ranks with ``reduce`` (an all_reduce); the user's own
+        evaluation sees the whole test split on every rank (its metrics cannot be summed), so every rank
+        still holds the same metrics."""
+        self.train = self._train_batches(batch_size_per_rank, rank, world_size)
+        if self.evaluate_fn is None:
+            self.eval_shard, self.eval_reduce = (rank, world_size), reduce
 
-    def batches(self, epoch: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self, epoch: int) -> Iterable[Any]:
         return self.train.epoch(epoch)
 
     @property
-    def steps_per_epoch(self) -> int:
-        """Optimizer steps in one epoch (for the progress line)."""
-        return len(self.train)
+    def steps_per_epoch(self) -> Optional[int]:
+        """Optimizer steps in one epoch (for the progress line); None when the batches cannot say."""
+        return len(self.train) if hasattr(self.train, "__len__") else None
 
-    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        x, y = batch
+    def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
         with self.autocast():
-            return F.cross_entropy(model(x), y)
+            if self.loss_fn is not None:
+                return self.loss_fn(model, batch)
+            x, y = batch
+            return F.cross_entropy(model(x), y if y.dtype == torch.long else y.long())
+
+    def test_batches(self, rank: int = 0, world_size: int = 1) -> Iterable[Any]:
+        """The test split in order (this rank's every ``world_size``-th sample), batched, on the device."""
+        d = self.data
+        if self.on_device:
+            x, y = d.x_test, d.y_test
+            if world_size > 1:
+                x, y = x[rank::world_size], y[rank::world_size]
+            return ((x[i : i + self.eval_batch_size], y[i : i + self.eval_batch_size])
+                    for i in range(0, x.shape[0], self.eval_batch_size))
+        if not hasattr(self, "_test"):
+            from powertrain.data.loader import LoaderBatches
+
+            self._test = LoaderBatches(d.test, self.eval_batch_size, self.seed, d.device, d.num_workers,
+                                       shuffle=False, rank=rank, world_size=world_size)
+        return self._test.epoch(0)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, Any]:
         # the DDP wrapper's forward may broadcast buffers (a collective): ranks evaluate different
         # numbers of batches, so they run the module itself
         model = getattr(model, "module", model) if type(model).__name__ == "DistributedDataParallel" else model
+        if self.evaluate_fn is not None:
+            return evaluate_own(model, self.evaluate_fn, self.test_batches(), self.metric, self.autocast)
         rank, world = self.eval_shard
-        x, y = self.data.x_test, self.data.y_test
-        if world > 1:
-            x, y = x[rank::world], y[rank::world]
-        return evaluate_split(model, x, y, self.eval_batch_size, self.autocast, reduce=self.eval_reduce)
+        if self.on_device:
+            x, y = self.data.x_test, self.data.y_test
+            if world > 1:
+                x, y = x[rank::world], y[rank::world]
+            return evaluate_split(model, x, y, self.eval_batch_size, self.autocast, reduce=self.eval_reduce)
+        return _accuracy(model, self.test_batches(rank, world), self.autocast, None, self.eval_reduce)
 
     def reached(self, metrics: dict[str, Any], target: Optional[float]) -> bool:
         return target is not None and metrics["accuracy"] >= target
+
+
+class ClassificationTask(SupervisedTask):
+    """Single-dataset classification, the default task: cross-entropy on (x, y), accuracy on the test split."""
+
+    def __init__(self, data: Any, batch_size: int, eval_batch_size: int, seed: int,
+                 autocast: Callable[[], Any] = contextlib.nullcontext):
+        super().__init__(data, batch_size, eval_batch_size, seed, autocast)
+
+
+def make_task(task_cfg: Any, data: Any, batch_size: int, eval_batch_size: int, seed: int,
+              autocast: Callable[[], Any] = contextlib.nullcontext) -> SupervisedTask:
+    """The task ``task_cfg`` (a ``TaskConfig``) names: classification, or the user's loss and evaluation."""
+    from powertrain.config.targets import resolve
+
+    if task_cfg.loss is None and task_cfg.evaluate is None:
+        return ClassificationTask(data, batch_size, eval_batch_size, seed, autocast)
+    loss_fn = resolve("task.loss", task_cfg.loss) if task_cfg.loss else None
+    evaluate_fn = resolve("task.evaluate", task_cfg.evaluate) if task_cfg.evaluate else None
+    return SupervisedTask(data, batch_size, eval_batch_size, seed, autocast, loss_fn, evaluate_fn, task_cfg.metric)
+
+
+def _number(v: Any) -> Any:
+    if isinstance(v, torch.Tensor) and v.numel() == 1:
+        return v.item()
+    return v
+
+
+def evaluate_own(model: nn.Module, evaluate_fn: Callable[..., Any], batches: Iterable[Any], metric: str,
+                 autocast: Callable[[], Any] = contextlib.nullcontext) -> dict[str, Any]:
+    """The user's evaluation, in eval mode without grad; its ``metric`` is also returned as ``accuracy``.
+
+    Raises:
+        ConfigError: it returned no dict, or no number under ``metric``.
+    """
+    from powertrain.config.errors import ConfigError
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), autocast():
+            out = evaluate_fn(model, batches)
+    finally:
+        model.train(was_training)
+    if not isinstance(out, dict):
+        raise ConfigError("task.evaluate", label_of(evaluate_fn), f"a function returning a dict of metrics "
+                          f"(it returned a {type(out).__name__})")
+    metrics = {str(k): _number(v) for k, v in out.items()}
+    value = metrics.get(metric)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError("task.metric", metric, f"a number-valued key of what task.evaluate returns "
+                          f"({', '.join(metrics) or 'nothing'})")
+    metrics["accuracy"] = float(value)
+    return metrics
+
+
+def label_of(fn: Any) -> str:
+    from powertrain.config.targets import label
+
+    return label(fn)
 
 
 @torch.no_grad()
@@ -91,22 +196,36 @@ def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
 
     ``reduce`` sums (correct, loss, count) over the ranks of a distributed run (each holds a slice).
     """
+    batches = ((x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, x.shape[0], batch_size))
+    return _accuracy(model, batches, autocast, head, reduce, device=x.device)
+
+
+@torch.no_grad()
+def _accuracy(model: nn.Module, batches: Iterable[Any], autocast: Callable[[], Any],
+              head: Optional[Callable[[torch.Tensor], torch.Tensor]],
+              reduce: Optional[Callable[[torch.Tensor], torch.Tensor]],
+              device: Optional[torch.device] = None) -> dict[str, float]:
+    """Accuracy and mean cross-entropy over (x, y) batches; the sums stay on the device until the end."""
     was_training = model.training
     model.eval()
-    correct = torch.zeros((), device=x.device, dtype=torch.long)
-    loss_sum = torch.zeros((), device=x.device)
-    for i in range(0, x.shape[0], batch_size):
-        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    loss_sum = torch.zeros((), device=device)
+    n = 0
+    for xb, yb in batches:
+        yb = yb if yb.dtype == torch.long else yb.long()
         with autocast():
             out = model(xb) if head is None else head(xb)
         loss_sum += F.cross_entropy(out.float(), yb, reduction="sum")
         correct += (out.argmax(1) == yb).sum()
+        n += yb.shape[0]
     model.train(was_training)
     if reduce is not None:
         sums = reduce(torch.stack([correct.double(), loss_sum.double(),
-                                   torch.tensor(float(x.shape[0]), device=x.device, dtype=torch.float64)]))
+                                   torch.tensor(float(n), device=device, dtype=torch.float64)]))
         correct_n, loss_total, n_total = sums.tolist()
-        n = max(int(n_total), 1)
-        return {"accuracy": correct_n / n, "loss": loss_total / n}
-    n = max(int(x.shape[0]), 1)
-    return {"accuracy": correct.item() / n, "loss": loss_sum.item() / n}
+        count = max(int(n_total), 1)
+        return {"accuracy": correct_n / count, "loss": loss_total / count}
+    count = max(n, 1)
+    return {"accuracy": correct.item() / count, "loss": loss_sum.item() / count}
