@@ -120,6 +120,7 @@ def main() -> None:
         sys.exit(report_main(sys.argv[2:], analyzer=analyzer))
     from powertrain.compose.overrides import check_overrides
     from powertrain.compose.resume import resume_argv
+    from powertrain.launch.repeats import check_argv as check_repeats_argv
     from powertrain.launch.search import check_argv as check_sweep_argv
     from powertrain.launch.slurm import check_launcher_argv
 
@@ -127,6 +128,7 @@ def main() -> None:
         sys.argv[1:] = resume_argv(sys.argv[1:])  # resume=<run_dir> -> that run's overrides + its dir
         check_overrides(sys.argv[1:])
         check_sweep_argv(sys.argv[1:])  # hydra/sweeper=optuna: sampler, keys, search space
+        check_repeats_argv(sys.argv[1:])  # repeats=N: only where a sweeper can repeat
         check_launcher_argv(sys.argv[1:])  # hydra.launcher.<key>: a key the chosen launcher has
     except ConfigError as e:
         _fail(e)

@@ -65,13 +65,14 @@ def cells(df: Any) -> Any:
         key = key if isinstance(key, tuple) else (key,)
         hit = g[g["energy_to_target_j"].notna()]
         out.append({**dict(zip(keys, key)), "runs": len(g), "reached": len(hit),
+                    "energy_runs": [float(v) for v in hit["energy_to_target_j"]],
                     "energy_to_target_j": hit["energy_to_target_j"].median() if len(hit) else None,
                     "energy_min_j": hit["energy_to_target_j"].min() if len(hit) else None,
                     "energy_max_j": hit["energy_to_target_j"].max() if len(hit) else None,
                     "time_to_target_s": hit["time_to_target_s"].median() if len(hit) else None,
                     "final_accuracy": g["final_accuracy"].median(),
                     "statuses": ", ".join(sorted(set(g["status"])))})
-    return pd.DataFrame(out, columns=[*keys, "runs", "reached", "energy_to_target_j", "energy_min_j",
+    return pd.DataFrame(out, columns=[*keys, "runs", "reached", "energy_runs", "energy_to_target_j", "energy_min_j",
                                       "energy_max_j", "time_to_target_s", "final_accuracy", "statuses"])
 
 
@@ -81,7 +82,10 @@ def _with_result(df: Any) -> Any:
 
 def worst_best(df: Any) -> list[dict[str, Any]]:
     """Per part: the best and worst cell among those that reached the target (median over seeds) and
-    their energy ratio; plus the cells that never reached it."""
+    their energy ratio, with its 95 % interval, Kruskal–Wallis p across the cells and a verdict
+    (``ratio_effect``, see ``stats.worst_best_ratio``); plus the cells that never reached it."""
+    from powertrain.report import stats
+
     out = []
     keys = factors(df)
     c = cells(df)
@@ -97,8 +101,16 @@ def worst_best(df: Any) -> list[dict[str, Any]]:
                         best_s=best["time_to_target_s"], worst_s=worst["time_to_target_s"],
                         ratio=float(worst["energy_to_target_j"] / best["energy_to_target_j"])
                         if best["energy_to_target_j"] > 0 else None)
+            eff = stats.worst_best_ratio(list(hit["energy_runs"]))
+            eff["verdict"] = stats.verdict("worst/best energy to target", eff, fmt=_times,
+                                           what="a ratio of this size")
+            item.update(ratio_ci=eff["ci"], ratio_p=eff["p"], ratio_effect=eff, noise_floor=eff["noise_floor"])
         out.append(item)
     return out
+
+
+def _times(v: Optional[float]) -> str:
+    return "n/a" if v is None else "never" if v == float("inf") else f"{v:.2f}x"
 
 
 def _cell_name(row: Any, keys: list[str]) -> str:
@@ -109,16 +121,19 @@ def worst_best_table(df: Any) -> Table:
     """The worst/best ratio table (one row per part)."""
     rows = []
     for w in worst_best(df):
+        ci = w.get("ratio_ci")
         rows.append([w["part"] or "-", w.get("best", "-"), w.get("best_j"), w.get("best_s"),
                      w.get("worst", "-"), w.get("worst_j"), w.get("worst_s"),
                      None if w.get("ratio") is None else f"{w['ratio']:.2f}x",
+                     "-" if not ci else f"{_times(ci[0])} to {_times(ci[1])}", w.get("ratio_p"),
                      f"{w['reached']}/{w['cells']}", "; ".join(w["not_reached"]) or "none"])
-    seeds = df["seed"].nunique() > 1
+    seeds = df["seed"].nunique() > 1 or ("repeat" in df and df["repeat"].nunique() > 1)
     return Table(["part", "best cell", "best E->target (J)", "best t->target (s)", "worst cell",
-                  "worst E->target (J)", "worst t->target (s)", "worst/best", "cells reached",
-                  "cells that never reached the target"], rows,
+                  "worst E->target (J)", "worst t->target (s)", "worst/best", "95 % interval",
+                  "p (Kruskal-Wallis, cells)", "cells reached", "cells that never reached the target"], rows,
                  "Energy to reach the target accuracy: the worst cell that reached it against the best"
-                 + (" (median over seeds per cell)." if seeds else "."))
+                 + (" (median over seeds and repeats per cell; interval: bootstrap, worst and best picked "
+                    "again in each resample; p: Kruskal-Wallis test that all cells cost the same)." if seeds else "."))
 
 
 def factor_effects(df: Any) -> Optional[Table]:

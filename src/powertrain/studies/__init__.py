@@ -25,7 +25,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from powertrain.config import RunConfig
 from powertrain.config.errors import ConfigError
@@ -68,13 +68,27 @@ class StudyContext:
             raise ConfigError.relayed(f"{why} (in study part {part})", part)
         return proc.returncode
 
-    def sweep(self, part: str, overrides: list[str]) -> Path:
+    def sweep(self, part: str, overrides: list[str], variants: Optional[list[tuple[str, list[str]]]] = None,
+              repeats: int = 1) -> Path:
         """Run ``overrides`` (grid axes or a sweeper) as a multirun into ``out_dir/part``; its sweep dir.
+
+        ``variants`` ((name, overrides) pairs) are jobs that are no grid, e.g. one factor at a time; each
+        run records its name as ``study.variant``. ``repeats`` runs every job that many times, interleaved
+        (``powertrain.launch.repeats``). All of it runs in one process under the basic launcher, so a run
+        pays no interpreter and torch start-up of its own.
 
         A sweep that fails (exit 1) does not raise: its rows say what happened. Bad input (exit 2) raises.
         """
+        from powertrain.studies._common import variants_override
+
         sweep_dir = self.out_dir / part
-        self._call(part, ["-m", *self._argv(part, overrides), *self.launcher, f"hydra.sweep.dir={sweep_dir}"])
+        extra = [f"repeats={repeats}"] if repeats > 1 else []
+        no_report = "hydra.callbacks.sweep_summary.write_report=false"
+        if no_report not in overrides:  # one report for the whole study at its end, not one per part
+            extra.append(no_report)
+        if variants:
+            extra.append(variants_override([[*ov, f"study.variant={name}"] for name, ov in variants]))
+        self._call(part, ["-m", *self._argv(part, overrides), *extra, *self.launcher, f"hydra.sweep.dir={sweep_dir}"])
         return sweep_dir
 
     def single(self, part: str, overrides: list[str]) -> dict[str, Any]:
