@@ -175,3 +175,18 @@ def test_break_even_has_an_interval_and_never_is_a_word() -> None:
     assert close["break_even_ci"][1] == "never" and not close["saving_effect"]["significant"]
     json.dumps(close)
     assert math.isfinite(close["saving_effect"]["estimate"])
+
+
+def test_the_wandb_report_summary_carries_every_answer_with_its_interval(layers_sweep: Path) -> None:
+    from powertrain.report import load_sweep
+    from powertrain.report.wandb_upload import study_answers
+    from powertrain.studies.yarally_layers import _runs_from_df, answer
+
+    summary = answer(_runs_from_df(load_sweep(layers_sweep)))
+    (layers_sweep / "study.json").write_text(json.dumps({"driver": "yarally_layers", "summary": summary}))
+    got = study_answers(layers_sweep)
+    assert got["answers/effects.conv 1→4/estimate"] == pytest.approx(1.0)
+    assert got["answers/effects.conv 1→4/ci_low"] < 1.0 < got["answers/effects.conv 1→4/ci_high"]
+    assert got["answers/effects.conv 1→4/n"] == "5/5" and got["answers/effects.conv 1→4/significant"] is True
+    assert got["answers/effects.ReLU on vs off/verdict"].startswith("ReLU on vs off: +0 % [")
+    assert got["answers/noise_floor"] == pytest.approx(summary["noise_floor"])

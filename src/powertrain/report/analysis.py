@@ -56,11 +56,7 @@ def cells(df: Any) -> Any:
     keys = ["part", *factors(df)]
     out = []
     df = _with_result(df)  # a pending or missing run has no config, so no cell: it is listed under Runs
-    # a sequence-valued factor (e.g. dataset.classes) as its override text: pandas cannot sort tuples
-    # mixed with missing values when it groups
-    df = df.assign(**{k: df[k].map(lambda v: "[" + ",".join(map(str, v)) + "]" if isinstance(v, (list, tuple))
-                                   else v)
-                      for k in keys if df[k].map(lambda v: isinstance(v, (list, tuple))).any()})
+    df = _groupable(df, keys)
     for key, g in df.groupby(keys, dropna=False, sort=True):
         key = key if isinstance(key, tuple) else (key,)
         hit = g[g["energy_to_target_j"].notna()]
@@ -74,6 +70,14 @@ def cells(df: Any) -> Any:
                     "statuses": ", ".join(sorted(set(g["status"])))})
     return pd.DataFrame(out, columns=[*keys, "runs", "reached", "energy_runs", "energy_to_target_j", "energy_min_j",
                                       "energy_max_j", "time_to_target_s", "final_accuracy", "statuses"])
+
+
+def _groupable(df: Any, keys: list[str]) -> Any:
+    # a sequence-valued factor (e.g. dataset.classes) as its override text: pandas cannot sort tuples
+    # mixed with missing values when it groups
+    return df.assign(**{k: df[k].map(lambda v: "[" + ",".join(map(str, v)) + "]" if isinstance(v, (list, tuple))
+                                     else v)
+                        for k in keys if df[k].map(lambda v: isinstance(v, (list, tuple))).any()})
 
 
 def _with_result(df: Any) -> Any:
@@ -158,6 +162,54 @@ def factor_effects(df: Any) -> Optional[Table]:
                   "accuracy max (%)"], rows,
                  "Per-factor effects: each level of one factor across every value of the others"
                  + ("." if targeted else " (no target accuracy: total energy per run)."))
+
+
+def noise_section(df: Any) -> Optional[tuple[str, Table]]:
+    """The run-to-run spread of repeated settings and, per swept factor, whether its effect stands out of
+    it: (text, table of the settings that ran 2+ times), or None when no setting ran twice.
+
+    A setting is a part with its factor values; its seeds and repeats are its runs. The noise floor is the
+    median coefficient of variation over those settings; per factor, a Kruskal–Wallis test across its levels
+    (the other factors pooled) says whether the runs of its levels differ more than noise would.
+    """
+    from powertrain.report import stats
+
+    keys = factors(df)
+    d = _groupable(_with_result(df), keys)
+    if d.empty:
+        return None
+    targeted = bool(d["target_accuracy"].notna().any())
+    col = "energy_to_target_j" if targeted else "total_j"
+    rows, floors = [], []
+    for part, g in _parts(d):
+        for _, c in (g.groupby(keys, dropna=False, sort=True) if keys else [((), g)]):
+            vals = [float(v) for v in c[col].dropna()]
+            if len(vals) < 2:
+                continue
+            m, cv = stats.median_ci(vals), stats.noise_floor(vals)
+            floors += [] if cv is None else [cv]
+            name = _cell_name(c.iloc[0], keys) if keys else "(one setting)"
+            rows.append([part or "-", name, len(c), len(vals), m["median"],
+                         f"{m['ci'][0]:.4g} to {m['ci'][1]:.4g}", None if cv is None else cv * 100])
+    if not rows:
+        return None
+    floor = stats.median(floors)
+    seeds = d["seed"].nunique() > 1
+    what = "energy to target" if targeted else "energy"
+    lines = [f"Run-to-run spread: repeated runs of one setting differ in {what} by ±{floor * 100:.1f} % (median "
+             f"coefficient of variation over {len(rows)} settings with 2+ runs"
+             + ("; seeds vary between them, so this includes the seed's effect)." if seeds else
+                "; identical runs).") + " A difference smaller than that is inside the noise."]
+    for k in [k for k in keys if 1 < d[k].astype(str).nunique() <= MAX_LEVELS]:
+        groups = [[float(v) for v in g[col].dropna()] for _, g in d.groupby(k, dropna=False, sort=True)]
+        p = stats.kruskal_p(groups)
+        if p is not None:
+            lines.append(f"{k}: Kruskal-Wallis p={p:.2g} across its levels (others pooled): "
+                         + ("distinguishable from noise." if p < stats.ALPHA else "not distinguishable from noise."))
+    return "\n".join(lines), Table(["part", "setting", "runs", f"runs with {what}", f"median {what} (J)",
+                                    "95 % interval (J)", "spread (CV %)"], rows,
+                                   "Settings that ran more than once: median of their runs, 95 % bootstrap "
+                                   "interval and coefficient of variation.")
 
 
 def _stats(s: Any) -> list[float]:

@@ -57,7 +57,8 @@ class StudyContext:
     def _call(self, part: str, argv: list[str]) -> int:
         cmd = [sys.executable, "-m", "powertrain", *argv]
         if self.cfg.verbose:
-            print(f"\n=== {self.out_dir.name}: {part} ({' '.join(argv[2:]) or 'as configured'}) ===", flush=True)
+            shown = [a for a in argv[2:] if not a.startswith("hydra.sweeper.variants=")]  # the runs' lines say it
+            print(f"\n=== {self.out_dir.name}: {part} ({' '.join(shown) or 'as configured'}) ===", flush=True)
         # a blocking wait: the study process sleeps while its parts run (no polling on a login node)
         proc = subprocess.run(cmd, stderr=subprocess.PIPE, text=True)
         if proc.stderr:

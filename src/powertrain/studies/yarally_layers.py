@@ -254,7 +254,7 @@ def _layer_runs(df: Any, variant: str) -> list[dict[str, float]]:
 
 def _energy_figure(rows: list[dict[str, Any]]) -> Any:
     """Every repeat's energy per variant (points), its median (bar) and 95 % interval (whiskers)."""
-    from powertrain.report.figures import _plt
+    from powertrain.report.figures import _log_if_wide, _plt
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(rows) + 2.5), 4.4))
@@ -271,6 +271,7 @@ def _energy_figure(rows: list[dict[str, Any]]) -> Any:
             ax.errorbar(i, r["energy_j"], yerr=[[r["energy_j"] - lo], [hi - r["energy_j"]]], color="#d95f02",
                         capsize=5, lw=1.5, zorder=4, label="95 % interval of the median" if i == 0 else None)
     ax.set_xticks(list(x), [r["variant"] for r in rows], rotation=30, ha="right")
+    _log_if_wide(ax, [v for r in rows for v in r["energy_runs"] if v], "y")  # an outlier run would flatten the rest
     ax.set_ylabel("energy per run (J)")
     ax.set_title("Energy per variant: every repeat, median and 95 % interval")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
