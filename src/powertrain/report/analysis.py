@@ -107,7 +107,7 @@ def worst_best(df: Any) -> list[dict[str, Any]]:
                         if best["energy_to_target_j"] > 0 else None)
             eff = stats.worst_best_ratio(list(hit["energy_runs"]))
             eff["verdict"] = stats.verdict("worst/best energy to target", eff, fmt=_times,
-                                           what="a ratio of this size")
+                                           what="a ratio of this size", floor_of="the runs of one cell")
             item.update(ratio_ci=eff["ci"], ratio_p=eff["p"], ratio_effect=eff, noise_floor=eff["noise_floor"])
         out.append(item)
     return out

@@ -257,9 +257,10 @@ def _n_text(n: Any) -> str:
 
 
 def verdict(name: str, e: dict[str, Any], fmt: Callable[[Optional[float]], str] = fmt_pct_change,
-            what: str = "an effect of this size", p_label: str = "p") -> str:
+            what: str = "an effect of this size", p_label: str = "p", floor_of: str = "identical runs") -> str:
     """The effect in words: ``conv 1→4: +95 % [+78, +112] (n=5, p=0.008)``, or with
-    ``not distinguishable from noise at n=5`` and how many repeats would resolve ``what``."""
+    ``not distinguishable from noise at n=5`` and how many repeats would resolve ``what``; ``floor_of``
+    says whose spread the noise floor is (``repeated runs`` where the seeds vary)."""
     est, ci, p = e.get("estimate"), e.get("ci"), e.get("p")
     text = f"{name}: {fmt(est)}"
     if ci is not None:
@@ -273,7 +274,7 @@ def verdict(name: str, e: dict[str, Any], fmt: Callable[[Optional[float]], str] 
     else:
         text += f", not distinguishable from noise at {n} ({p_label}={_p(p)})"
     if e.get("below_noise_floor"):
-        text += f"; smaller than the noise floor of identical runs (±{e['noise_floor'] * 100:.0f} %)"
+        text += f"; smaller than the noise floor of {floor_of} (±{e['noise_floor'] * 100:.0f} %)"
     if not e.get("significant") and e.get("repeats_needed"):
         text += f"; about {e['repeats_needed']} repeats per variant would resolve {what} at this noise"
     return text

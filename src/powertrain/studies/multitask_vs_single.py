@@ -2,7 +2,9 @@
 
 One sweep, ``runs/``: the variant ``multitask`` (``study.tasks`` with one shared backbone, until every task
 reaches its target) and ``single_<task>`` (one scratch model per task, to the same target), interleaved
-round by round, ``study.repeats`` times each (smoke 4, paper 10); the seeds vary (repeat r: ``seed + r``).
+round by round, ``study.repeats`` times each (smoke 4, paper 10). The seed stays fixed (identical runs):
+the preset's targets sit near what the shared model reaches at all (digits peaks at 92-93 %), so another
+seed may miss one and leave a repeat without an answer; the spread is then the machine's run-to-run noise.
 The summary reports the energy saved (or lost) by sharing: the single-task runs' medians summed against
 the multitask median, with a 95 % bootstrap interval of the saved fraction and the Mann–Whitney p that the
 multitask runs cost what each repeat's single-task runs cost together.
@@ -25,7 +27,6 @@ from powertrain.studies._common import (
     override_value,
     part_row,
     repeats,
-    seeds_of,
     variant_results,
 )
 
@@ -86,7 +87,7 @@ def saving_stats(e_mt: list[float], singles: list[list[float]]) -> dict[str, Any
                        [len(e_mt), len(sums)], stats.mann_whitney_p(e_mt, sums), "Mann-Whitney U, two-sided, of "
                        "the multitask runs against the summed single-task runs", floor=floor,
                        needed=stats.repeats_needed(point, stats.log_sd(e_mt, sums)))
-    eff["verdict"] = stats.verdict("energy saved by sharing", eff)
+    eff["verdict"] = stats.verdict("energy saved by sharing", eff, floor_of="the summed single-task runs")
     return {"saved_effect": eff, "energy_saved_fraction_ci": eff["ci"], "noise_floor": floor}
 
 
@@ -98,8 +99,8 @@ def run(ctx: StudyContext) -> dict[str, Any]:
     cfg, s = ctx.cfg, ctx.cfg.study
     by_task = dict(zip(s.tasks, targets(cfg)))
     n = repeats(cfg, SMOKE_REPEATS, PAPER_REPEATS)
-    seeds = seeds_of(cfg, n)
-    summary: dict[str, Any] = {"status": "failed", "runs": {}, "repeats": n, "seeds": seeds, "seeds_vary": True}
+    seeds = [int(cfg.seed)] * n  # identical runs (see the module doc)
+    summary: dict[str, Any] = {"status": "failed", "runs": {}, "repeats": n, "seeds": seeds[:1], "seeds_vary": False}
 
     def overrides(name: str, r: int) -> list[str]:
         if name == "multitask":
@@ -121,7 +122,7 @@ def run(ctx: StudyContext) -> dict[str, Any]:
         return [r["metrics"]["energy_to_target_j"] for r in rs]
 
     lines = [f"multitask_vs_single: {cfg.model.family}, tasks {', '.join(s.tasks)} ({s.mixing}), "
-             f"targets {', '.join(f'{t} {v}' for t, v in by_task.items())}; {n} repeats (seeds {seeds[0]}-{seeds[-1]}, "
+             f"targets {', '.join(f'{t} {v}' for t, v in by_task.items())}; {n} repeats (seed {seeds[0]} fixed, "
              "interleaved), medians"]
     per_task = {}
     for name in s.tasks:
@@ -162,7 +163,7 @@ def run(ctx: StudyContext) -> dict[str, Any]:
     lines.append(f"  {summary['saved_effect']['verdict']}")
     if summary["noise_floor"] is not None:
         lines.append(f"  noise floor: the summed single-task runs differ by ±{summary['noise_floor'] * 100:.0f} % "
-                     f"(coefficient of variation, n={len(complete)}; seeds vary)")
+                     f"(coefficient of variation, n={len(complete)}; identical runs)")
     return finish(summary, lines, cfg.verbose)
 
 

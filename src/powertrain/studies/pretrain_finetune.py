@@ -113,7 +113,8 @@ def break_even_stats(e_pre: list[float], e_ft: list[float], e_sc: list[float]) -
     ci = stats.bootstrap_ci([e_pre, e_ft, e_sc], _n_star)
     point = _n_star(e_pre, e_ft, e_sc)
     saving = stats.change(e_sc, e_ft, floor=stats.noise_floor(e_sc))  # fine-tuning relative to scratch
-    saving["verdict"] = stats.verdict("fine-tuning vs scratch, energy to target", saving)
+    saving["verdict"] = stats.verdict("fine-tuning vs scratch, energy to target", saving,
+                                      floor_of="repeated scratch runs")
     n = stats.effect(point, ci, [len(e_pre), len(e_ft), len(e_sc)], saving["p"],
                      "Mann-Whitney U, two-sided, of E_ft against E_scratch")
     n["verdict"] = stats.verdict("break-even n*", n, fmt=_fmt_n, p_label="p of the saving")
@@ -139,7 +140,7 @@ def _median_line(label: str, results: list[dict[str, Any]], e: list[float], targ
     reached = f", {len(ok)}/{len(results)} reached" if target else ""
     ci = stats.median_ci(e)["ci"]
     interval = f" [{fmt_j(ci[0])}, {fmt_j(ci[1])}]" if ci else ""
-    return f"  {label} ({what}{reached})  {joules(stats.median(e))}{interval}"
+    return f"  {f'{label} ({what}{reached})':<72}{joules(stats.median(e))}{interval}"
 
 
 def run(ctx: StudyContext) -> dict[str, Any]:
@@ -180,7 +181,7 @@ def run(ctx: StudyContext) -> dict[str, Any]:
     lines = [f"pretrain_finetune: {cfg.model.family} pretrained on {s.pretrain_dataset}, then trained to accuracy "
              f"{target} on {dataset_label(cfg)}; {n} repeats (seeds {seeds[0]}-{seeds[-1]}; fine-tuning and "
              "scratch interleaved), medians [95 % intervals]",
-             _median_line(f"E_pre     pretraining ({r_pre[0]['metrics']['epochs']} epochs)", r_pre, e_pre, False),  # type: ignore[index]
+             _median_line("E_pre     pretraining", r_pre, e_pre, False),  # type: ignore[arg-type]
              _median_line("E_ft      fine-tuning to target", r_ft, e_ft, True),
              _median_line("E_scratch scratch to target", r_sc, e_sc, True)]
     from powertrain.report.stats import median
