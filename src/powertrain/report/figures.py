@@ -160,10 +160,9 @@ def convergence(df: Any) -> Optional[Any]:
 def _repeat_groups(d: Any, keys: list[str]) -> Optional[dict[str, Any]]:
     """Runs by setting (label of the factors: seeds and repeats pooled), when some setting ran more than
     once and there are few enough settings (<= 10) for one curve each; else None."""
-    if "variant" in d and d["variant"].map(lambda v: isinstance(v, str)).all():  # a study names its variants
-        labels = [str(v) for v in d["variant"]]
-    else:
-        labels = run_labels(d, keys) if keys else [str(p) or "all runs" for p in d["part"]]
+    labels = run_labels(d, keys) if keys else [str(p) or "all runs" for p in d["part"]]
+    if "variant" in d:  # a study names its variants (finetune, scratch, ...): that is the setting
+        labels = [v if isinstance(v, str) else label for v, label in zip(d["variant"], labels)]
     groups: dict[str, Any] = {}
     for label, (_, r) in zip(labels, d.iterrows()):
         groups.setdefault(label, []).append(r["history"])
