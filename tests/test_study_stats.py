@@ -190,3 +190,31 @@ def test_the_wandb_report_summary_carries_every_answer_with_its_interval(layers_
     assert got["answers/effects.conv 1→4/n"] == "5/5" and got["answers/effects.conv 1→4/significant"] is True
     assert got["answers/effects.ReLU on vs off/verdict"].startswith("ReLU on vs off: +0 % [")
     assert got["answers/noise_floor"] == pytest.approx(summary["noise_floor"])
+
+
+def test_figures_carry_the_spread_of_repeats(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from powertrain.report import load_sweep
+    from powertrain.report.figures import convergence, energy_heatmap
+
+    job = 0
+    for lr in (0.1, 0.01):
+        for bs in (32, 128):
+            for seed, noise in enumerate(NOISE[0][:3]):
+                e = 10.0 * (1 + noise) * (2 if lr == 0.01 else 1)
+                res = _layers_result("x", 0, e)
+                res["config"] = {"optimizer": {"lr": lr}, "batch_size": bs, "seed": seed}
+                res["metrics"].update(target_accuracy=0.9, reached_target=True, energy_to_target_j=e)
+                res["history"] = [{"epoch": 1, "accuracy": 0.5 + noise, "energy_j": e / 2},
+                                  {"epoch": 2, "accuracy": 0.92, "energy_j": e}]
+                d = tmp_path / "grid" / str(job)
+                d.mkdir(parents=True)
+                (d / "result.json").write_text(json.dumps(res))
+                job += 1
+    df = load_sweep(tmp_path / "grid")
+    texts = [t.get_text() for t in energy_heatmap(df).axes[0].texts]
+    # each cell: its median, the min-max of its three seeds and how many reached the target
+    assert "10 J\n9.7–10.3 J\n3/3 reached" in texts and "20 J\n19.4–20.6 J\n3/3 reached" in texts
+    ax = convergence(df).axes[0]
+    assert len(ax.collections) >= 4  # a band (and energy bars) per setting: 4 settings of 3 runs each
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts())[0].endswith("(n=3)")
