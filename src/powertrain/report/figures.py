@@ -204,7 +204,11 @@ def _convergence_bands(plt: Any, fig: Any, ax: Any, df: Any, groups: dict[str, A
     ax.set_ylabel("accuracy after each epoch (%)")
     ax.set_title(f"Convergence: median of the repeats per setting ({sum(map(len, groups.values()))} runs)\n"
                  "band: lowest to highest accuracy; bars: lowest to highest energy")
-    ax.legend(fontsize=7, loc="lower right", ncol=2 if len(groups) > 5 else 1)
+    if len(groups) > 4:  # many curves: the legend beside the axes, where it hides none of them
+        fig.set_size_inches(9.5, 4.6)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    else:
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
 
