@@ -267,21 +267,30 @@ QUICK = ["dataset=synthetic", "dataset.train_size=256", "dataset.test_size=128",
 def test_pretrain_finetune_experiment_writes_the_break_even(tmp_path: Path, cli: Any) -> None:
     """The study runs its three parts as CLI runs into one directory and records the break-even."""
     proc = cli("experiment=pretrain_finetune", "study.pretrain_dataset=synthetic", "target_accuracy=0.3",
-               "max_epochs=8", *QUICK, f"hydra.run.dir={tmp_path / 'exp'}", cwd=tmp_path, timeout=300)
+               "max_epochs=8", "study.repeats=2", *QUICK, f"hydra.run.dir={tmp_path / 'exp'}", cwd=tmp_path,
+               timeout=300)
     saved = json.loads((tmp_path / "exp" / "study.json").read_text())
     s = saved["summary"]
     assert saved["schema"] == "powertrain.study/1" and saved["driver"] == "pretrain_finetune"
     assert set(s["runs"]) == {"pretrain", "finetune", "scratch"}
-    ft = json.loads((tmp_path / "exp" / "finetune" / "result.json").read_text())
-    pre = json.loads((tmp_path / "exp" / "pretrain" / "result.json").read_text())
-    assert ft["energy"]["upstream_j"] == pytest.approx(pre["energy"]["total_j"])
+    pre = [json.loads((tmp_path / "exp" / "pretrain" / j / "result.json").read_text()) for j in ("0", "1")]
+    cmp = [json.loads((tmp_path / "exp" / "compare" / j / "result.json").read_text()) for j in "0123"]
+    # fine-tuning and scratch interleaved and rotated per round; repeat r fine-tunes pretraining r, seed r
+    assert [(r["config"]["study"]["variant"], r["config"]["repeat"], r["config"]["seed"]) for r in cmp] == [
+        ("finetune", 0, 0), ("scratch", 0, 0), ("scratch", 1, 1), ("finetune", 1, 1)]
+    assert [p["config"]["seed"] for p in pre] == [0, 1]
+    for ft, p in ((cmp[0], pre[0]), (cmp[3], pre[1])):
+        assert ft["energy"]["upstream_j"] == pytest.approx(p["energy"]["total_j"])
     assert s["status"] == "completed", s["report"]
     assert saved["status"] == "completed" and proc.returncode == 0, proc.stderr[-2000:]
     assert "break-even n* = ceil(E_pre / (E_scratch − E_ft))" in proc.stdout
     e_pre, e_ft, e_sc = s["energy_pretrain_j"], s["energy_finetune_j"], s["energy_scratch_j"]
+    from powertrain.report.stats import median
     from powertrain.studies.pretrain_finetune import break_even
 
+    assert e_pre == pytest.approx(median([p["energy"]["total_j"] for p in pre]))  # medians of the repeats
     assert s["break_even_n"] == break_even(e_pre, e_ft, e_sc)
+    assert s["break_even_effect"]["n"] == [2, 2, 2] and "break-even n*:" in proc.stdout
 
 
 def test_pretrain_finetune_names_its_own_key_for_an_unknown_pretrain_preset(tmp_path: Path, cli: Any) -> None:

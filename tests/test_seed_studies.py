@@ -79,14 +79,18 @@ def test_layers_study_changes_are_computed_from_the_right_variants() -> None:
     from powertrain.studies.yarally_layers import Config, headline_changes, variants
 
     cfg = RunConfig(study=Config(driver="yarally_layers"))
+    # smoke: only the variants the paper's three headline changes need, from SimpleCNN's default
+    assert [v[0] for v in variants(cfg)] == ["default", "conv_1", "conv_4", "linear_7", "relu_off"]
+    cfg.study.scale = "paper"  # every level of the paper, one factor at a time
     names = [v[0] for v in variants(cfg)]
-    # one factor at a time from SimpleCNN's default (2 conv blocks, 3 linear layers, ReLU on)
     assert names == ["default", "conv_1", "conv_3", "conv_4", "linear_4", "linear_5", "linear_6", "linear_7",
                      "relu_off"]
+    assert [v[0] for v in variants(cfg, {"study.conv_blocks", "study.linear_layers"})] == names[:2] + names[3:4] \
+        + names[7:]  # given on the command line: the given levels, also at paper scale
     energy = {"default": 100.0, "conv_1": 60.0, "conv_3": 140.0, "conv_4": 180.0, "linear_4": 101.0,
               "linear_5": 102.0, "linear_6": 104.0, "linear_7": 110.0, "relu_off": 97.0}
     rows = [{**model, "energy_j": energy[name]} for name, _, model in variants(cfg)]
-    ch = headline_changes(rows, {"conv_blocks": 2, "linear_layers": 3, "relu": True}, cfg.study)
+    ch = headline_changes(rows, {"conv_blocks": 2, "linear_layers": 3, "relu": True})
     assert ch["conv 1→4"] == pytest.approx(180 / 60 - 1)  # conv_1 against conv_4, not against the default
     assert ch["linear 3→7"] == pytest.approx(110 / 100 - 1)  # linear 3 is the default itself
     assert ch["ReLU on vs off"] == pytest.approx(100 / 97 - 1)

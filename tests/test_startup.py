@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 # not pynvml: CUDA builds of torch import it themselves from torch.cuda
-HEAVY = ("torchvision", "timm", "wandb", "optuna", "submitit", "sklearn", "matplotlib", "pandas")
+HEAVY = ("torchvision", "timm", "wandb", "optuna", "submitit", "sklearn", "matplotlib", "pandas", "scipy")
 
 PROBE = f"""
 import json, runpy, sys

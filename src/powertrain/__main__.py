@@ -149,6 +149,7 @@ def _check(argv: list[str]) -> list[str]:
     from powertrain.compose.overrides import check_overrides, hydra_args, other_configs
     from powertrain.compose.resume import resume_argv
     from powertrain.config.targets import import_plugins, plugins_in_argv
+    from powertrain.launch.repeats import check_argv as check_repeats_argv
     from powertrain.launch.search import check_argv as check_sweep_argv
     from powertrain.launch.slurm import check_launcher_argv
 
@@ -161,6 +162,8 @@ def _check(argv: list[str]) -> list[str]:
     import_plugins(plugins_in_argv(overrides))  # plugins=[...]: their names join the checks below
     check_overrides(overrides, other_sources=other_configs(args))
     check_sweep_argv(overrides)  # hydra/sweeper=optuna: sampler, keys, search space
+    # repeats=N: only where a sweeper can repeat
+    check_repeats_argv(overrides, multirun=bool(args.multirun) if args is not None else None)
     check_launcher_argv(overrides)  # hydra.launcher.<key>: a key the chosen launcher has
     return argv
 

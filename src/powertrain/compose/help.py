@@ -84,7 +84,6 @@ def help_text(cfg: Any = None) -> str:
     import hydra
 
     from powertrain import __version__
-    from powertrain.compose.validate import names_help  # shipped names and the user's own
 
     choices = None
     if cfg is not None:
@@ -121,3 +120,22 @@ def _plain(cfg: Any) -> Any:
     if isinstance(cfg, DictConfig):
         return {k: OmegaConf.select(cfg, k) for k in cfg.keys() if k != "hydra" and not OmegaConf.is_config(cfg[k])}
     return cfg
+
+
+def names_help() -> str:
+    """The ``--help`` section naming what ``model.family`` and ``dataset.name`` take, shipped and the user's
+    own (where each comes from), and the keys for code of one's own."""
+    from powertrain.data import registered_datasets
+    from powertrain.models import registered_models
+
+    lines = ["== Models and datasets by name ==", ""]
+    for key, registry in (("model.family", registered_models()), ("dataset.name", registered_datasets())):
+        shipped = [n for n in registry if not registry.meta.get(n, {}).get("own")]
+        own = [f"{n} ({m.get('entry_point') or 'registered by ' + str(m.get('module'))})"
+               for n, m in ((n, registry.meta.get(n, {})) for n in registry) if m.get("own")]
+        lines.append(f"{key}: {', '.join(shipped)}")
+        how = "register_model" if key.startswith("model") else "register_dataset"
+        lines.append(f"  your own: {', '.join(own) if own else f'none found ({how}, entry points, plugins)'}")
+    lines += ["", "Your own code: model._target_=mylab.nets.MyNet, dataset._target_=mylab.data.make, "
+              "task.loss=..., task.evaluate=..., plugins=[mylab.nets] (README: Your own model, data and loop)", "", ""]
+    return "\n".join(lines)

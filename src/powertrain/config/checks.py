@@ -137,6 +137,9 @@ FIELD_CHECKS: dict[str, Check] = {
     "target_accuracy": optional(fraction_open_closed),
     "precision": one_of(("fp32", "bf16", "fp16")),
     "study.scale": one_of(("smoke", "paper")),
+    "study.repeats": optional(at_least(1)),
+    "repeats": at_least(1),
+    "repeat": at_least(0),
     "study.seeds": lambda v: None if v and all(isinstance(s, int) and 0 <= s < 2**32 for s in v)
     else "a non-empty list of seeds in [0, 2**32)",
 }

@@ -154,6 +154,10 @@ class StudyConfig:
     scale: str = "smoke"  # smoke (minutes on a laptop) | paper (the published setting)
     seeds: list[int] = field(default_factory=lambda: [0])
     part: Optional[str] = None  # set by the driver on its sub-runs: this run is that part, not the study
+    # runs of every variant, interleaved round by round (each driver says whether seeds vary with them);
+    # None = the driver's default for study.scale (smoke: fits the smoke budget; paper: the paper's)
+    repeats: Optional[int] = None
+    variant: Optional[str] = None  # set by the driver on the runs of a variant sweep: which variant this is
 
 
 @dataclass
@@ -238,6 +242,10 @@ class RunConfig:
     save_checkpoint: bool = True  # keep model weights in the run dir (for paradigm.from_run / resume)
     verbose: bool = True
     predict: bool = False  # profile a few steps and predict the run's (or sweep's) energy; train nothing
+    # -m sweeps: run every job this many times, interleaved (round r is the job list rotated by r), so
+    # slow drift in machine load hits every job alike; the seed stays as given (identical runs)
+    repeats: int = 1
+    repeat: int = 0  # which of those repeats this run is (set by the sweeper; a label, not a factor)
 
 
 GROUPS: dict[str, type] = {

@@ -58,23 +58,28 @@ def cells(df: Any) -> Any:
     keys = ["part", *factors(df)]
     out = []
     df = _with_result(df)  # a pending or missing run has no config, so no cell: it is listed under Runs
-    # a sequence-valued factor (e.g. dataset.classes) as its override text: pandas cannot sort tuples
-    # mixed with missing values when it groups
-    df = df.assign(**{k: df[k].map(lambda v: "[" + ",".join(map(str, v)) + "]" if isinstance(v, (list, tuple))
-                                   else v)
-                      for k in keys if df[k].map(lambda v: isinstance(v, (list, tuple))).any()})
+    df = _groupable(df, keys)
     for key, g in df.groupby(keys, dropna=False, sort=True):
         key = key if isinstance(key, tuple) else (key,)
         hit = g[g["energy_to_target_j"].notna()]
         out.append({**dict(zip(keys, key)), "runs": len(g), "reached": len(hit),
+                    "energy_runs": [float(v) for v in hit["energy_to_target_j"]],
                     "energy_to_target_j": hit["energy_to_target_j"].median() if len(hit) else None,
                     "energy_min_j": hit["energy_to_target_j"].min() if len(hit) else None,
                     "energy_max_j": hit["energy_to_target_j"].max() if len(hit) else None,
                     "time_to_target_s": hit["time_to_target_s"].median() if len(hit) else None,
                     "final_accuracy": g["final_accuracy"].median(),
                     "statuses": ", ".join(sorted(set(g["status"])))})
-    return pd.DataFrame(out, columns=[*keys, "runs", "reached", "energy_to_target_j", "energy_min_j",
+    return pd.DataFrame(out, columns=[*keys, "runs", "reached", "energy_runs", "energy_to_target_j", "energy_min_j",
                                       "energy_max_j", "time_to_target_s", "final_accuracy", "statuses"])
+
+
+def _groupable(df: Any, keys: list[str]) -> Any:
+    # a sequence-valued factor (e.g. dataset.classes) as its override text: pandas cannot sort tuples
+    # mixed with missing values when it groups
+    return df.assign(**{k: df[k].map(lambda v: "[" + ",".join(map(str, v)) + "]" if isinstance(v, (list, tuple))
+                                     else v)
+                        for k in keys if df[k].map(lambda v: isinstance(v, (list, tuple))).any()})
 
 
 def _with_result(df: Any) -> Any:
@@ -83,7 +88,10 @@ def _with_result(df: Any) -> Any:
 
 def worst_best(df: Any) -> list[dict[str, Any]]:
     """Per part: the best and worst cell among those that reached the target (median over seeds) and
-    their energy ratio; plus the cells that never reached it."""
+    their energy ratio, with its 95 % interval, Kruskal–Wallis p across the cells and a verdict
+    (``ratio_effect``, see ``stats.worst_best_ratio``); plus the cells that never reached it."""
+    from powertrain.report import stats
+
     out = []
     keys = factors(df)
     c = cells(df)
@@ -99,8 +107,16 @@ def worst_best(df: Any) -> list[dict[str, Any]]:
                         best_s=best["time_to_target_s"], worst_s=worst["time_to_target_s"],
                         ratio=float(worst["energy_to_target_j"] / best["energy_to_target_j"])
                         if best["energy_to_target_j"] > 0 else None)
+            eff = stats.worst_best_ratio(list(hit["energy_runs"]))
+            eff["verdict"] = stats.verdict("worst/best energy to target", eff, fmt=_times,
+                                           what="a ratio of this size", floor_of="the runs of one cell")
+            item.update(ratio_ci=eff["ci"], ratio_p=eff["p"], ratio_effect=eff, noise_floor=eff["noise_floor"])
         out.append(item)
     return out
+
+
+def _times(v: Optional[float]) -> str:
+    return "n/a" if v is None else "never" if v == float("inf") else f"{v:.2f}x"
 
 
 def _cell_name(row: Any, keys: list[str]) -> str:
@@ -111,16 +127,19 @@ def worst_best_table(df: Any) -> Table:
     """The worst/best ratio table (one row per part)."""
     rows = []
     for w in worst_best(df):
+        ci = w.get("ratio_ci")
         rows.append([w["part"] or "-", w.get("best", "-"), w.get("best_j"), w.get("best_s"),
                      w.get("worst", "-"), w.get("worst_j"), w.get("worst_s"),
                      None if w.get("ratio") is None else f"{w['ratio']:.2f}x",
+                     "-" if not ci else f"{_times(ci[0])} to {_times(ci[1])}", w.get("ratio_p"),
                      f"{w['reached']}/{w['cells']}", "; ".join(w["not_reached"]) or "none"])
-    seeds = df["seed"].nunique() > 1
+    seeds = df["seed"].nunique() > 1 or ("repeat" in df and df["repeat"].nunique() > 1)
     return Table(["part", "best cell", "best E->target (J)", "best t->target (s)", "worst cell",
-                  "worst E->target (J)", "worst t->target (s)", "worst/best", "cells reached",
-                  "cells that never reached the target"], rows,
+                  "worst E->target (J)", "worst t->target (s)", "worst/best", "95 % interval",
+                  "p (Kruskal-Wallis, cells)", "cells reached", "cells that never reached the target"], rows,
                  "Energy to reach the target accuracy: the worst cell that reached it against the best"
-                 + (" (median over seeds per cell)." if seeds else "."))
+                 + (" (median over seeds and repeats per cell; interval: bootstrap, worst and best picked "
+                    "again in each resample; p: Kruskal-Wallis test that all cells cost the same)." if seeds else "."))
 
 
 def factor_effects(df: Any) -> Optional[Table]:
@@ -145,6 +164,54 @@ def factor_effects(df: Any) -> Optional[Table]:
                   "accuracy max (%)"], rows,
                  "Per-factor effects: each level of one factor across every value of the others"
                  + ("." if targeted else " (no target accuracy: total energy per run)."))
+
+
+def noise_section(df: Any) -> Optional[tuple[str, Table]]:
+    """The run-to-run spread of repeated settings and, per swept factor, whether its effect stands out of
+    it: (text, table of the settings that ran 2+ times), or None when no setting ran twice.
+
+    A setting is a part with its factor values; its seeds and repeats are its runs. The noise floor is the
+    median coefficient of variation over those settings; per factor, a Kruskal–Wallis test across its levels
+    (the other factors pooled) says whether the runs of its levels differ more than noise would.
+    """
+    from powertrain.report import stats
+
+    keys = factors(df)
+    d = _groupable(_with_result(df), keys)
+    if d.empty:
+        return None
+    targeted = bool(d["target_accuracy"].notna().any())
+    col = "energy_to_target_j" if targeted else "total_j"
+    rows, floors = [], []
+    for part, g in _parts(d):
+        for _, c in (g.groupby(keys, dropna=False, sort=True) if keys else [((), g)]):
+            vals = [float(v) for v in c[col].dropna()]
+            if len(vals) < 2:
+                continue
+            m, cv = stats.median_ci(vals), stats.noise_floor(vals)
+            floors += [] if cv is None else [cv]
+            name = _cell_name(c.iloc[0], keys) if keys else "(one setting)"
+            rows.append([part or "-", name, len(c), len(vals), m["median"],
+                         f"{m['ci'][0]:.4g} to {m['ci'][1]:.4g}", None if cv is None else cv * 100])
+    if not rows:
+        return None
+    floor = stats.median(floors)
+    seeds = d["seed"].nunique() > 1
+    what = "energy to target" if targeted else "energy"
+    lines = [f"Run-to-run spread: repeated runs of one setting differ in {what} by ±{floor * 100:.1f} % (median "
+             f"coefficient of variation over {len(rows)} settings with 2+ runs"
+             + ("; seeds vary between them, so this includes the seed's effect)." if seeds else
+                "; identical runs).") + " A difference smaller than that is inside the noise."]
+    for k in [k for k in keys if 1 < d[k].astype(str).nunique() <= MAX_LEVELS]:
+        groups = [[float(v) for v in g[col].dropna()] for _, g in d.groupby(k, dropna=False, sort=True)]
+        p = stats.kruskal_p(groups)
+        if p is not None:
+            lines.append(f"{k}: Kruskal-Wallis p={p:.2g} across its levels (others pooled): "
+                         + ("distinguishable from noise." if p < stats.ALPHA else "not distinguishable from noise."))
+    return "\n".join(lines), Table(["part", "setting", "runs", f"runs with {what}", f"median {what} (J)",
+                                    "95 % interval (J)", "spread (CV %)"], rows,
+                                   "Settings that ran more than once: median of their runs, 95 % bootstrap "
+                                   "interval and coefficient of variation.")
 
 
 def _stats(s: Any) -> list[float]:

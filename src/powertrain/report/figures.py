@@ -132,6 +132,9 @@ def convergence(df: Any) -> Optional[Any]:
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.6))
+    groups = _repeat_groups(d, factors(df))
+    if groups is not None:  # repeats of each setting: one median curve per setting, its spread as a band
+        return _convergence_bands(plt, fig, ax, df, groups)
     keys = factors(df, include_seed=True)
     cmap = plt.get_cmap("tab10")
     # many runs: one colour per level of a factor with few levels (e.g. model, lr) if there is one, else grey
@@ -163,6 +166,62 @@ def convergence(df: Any) -> Optional[Any]:
     return fig
 
 
+def _repeat_groups(d: Any, keys: list[str]) -> Optional[dict[str, Any]]:
+    """Runs by setting (label of the factors: seeds and repeats pooled), when some setting ran more than
+    once and there are few enough settings (<= 10) for one curve each; else None."""
+    labels = run_labels(d, keys) if keys else [str(p) or "all runs" for p in d["part"]]
+    if "variant" in d:  # a study names its variants (finetune, scratch, ...): that is the setting
+        labels = [v if isinstance(v, str) else label for v, label in zip(d["variant"], labels)]
+    groups: dict[str, Any] = {}
+    for label, (_, r) in zip(labels, d.iterrows()):
+        groups.setdefault(label, []).append(r["history"])
+    if len(groups) > 10 or max(len(g) for g in groups.values()) < 2:
+        return None
+    return groups
+
+
+def _convergence_bands(plt: Any, fig: Any, ax: Any, df: Any, groups: dict[str, Any]) -> Any:
+    """Per setting, epoch by epoch over its repeats: median accuracy against median cumulative energy, a band
+    from the lowest to the highest accuracy and horizontal bars from the lowest to the highest energy."""
+    import numpy as np
+
+    cmap = plt.get_cmap("tab10")
+    all_e: list[float] = []
+    for i, (label, hists) in enumerate(groups.items()):
+        epochs = max(len(h) for h in hists)
+        e_med, a_med, a_lo, a_hi, e_lo, e_hi = [], [], [], [], [], []
+        for k in range(epochs):  # the runs still going at epoch k (one that stopped at its target is done)
+            e = [h[k].get("energy_j") for h in hists if len(h) > k and h[k].get("energy_j") is not None]
+            a = [h[k]["accuracy"] * 100 for h in hists if len(h) > k and h[k].get("accuracy") is not None]
+            if not e or not a:
+                continue
+            e_med.append(float(np.median(e)))
+            a_med.append(float(np.median(a)))
+            a_lo.append(min(a))
+            a_hi.append(max(a))
+            e_lo.append(e_med[-1] - min(e))
+            e_hi.append(max(e) - e_med[-1])
+            all_e += e
+        colour = cmap(i % 10)
+        ax.plot(e_med, a_med, marker=".", lw=1.3, color=colour, label=f"{label} (n={len(hists)})")
+        ax.fill_between(e_med, a_lo, a_hi, color=colour, alpha=0.18, lw=0)
+        ax.errorbar(e_med, a_med, xerr=[e_lo, e_hi], fmt="none", ecolor=colour, alpha=0.5, lw=0.8)
+    for t in sorted({t for t in df["target_accuracy"].dropna()}):
+        ax.axhline(t * 100, color="crimson", ls="--", lw=1, label=f"target {t * 100:g} %")
+    _log_if_wide(ax, all_e)
+    ax.set_xlabel("cumulative energy (J), median of the repeats")
+    ax.set_ylabel("accuracy after each epoch (%)")
+    ax.set_title(f"Convergence: median of the repeats per setting ({sum(map(len, groups.values()))} runs)\n"
+                 "band: lowest to highest accuracy; bars: lowest to highest energy")
+    if len(groups) > 4:  # many curves: the legend beside the axes, where it hides none of them
+        fig.set_size_inches(9.5, 4.6)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    else:
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def heatmap_pair(df: Any) -> Optional[tuple[str, str]]:
     """The two swept factors with the most levels (the heatmap's axes), or None if fewer than two."""
     keys = [k for k in factors(df) if df[k].astype(str).nunique() > 1]
@@ -188,11 +247,15 @@ def energy_heatmap(df: Any) -> Optional[Any]:
     # a cell nobody ran is "no run", and one whose runs had no target (a study's pretraining) "no target":
     # neither is "not reached"
     blank = np.full((len(ys), len(xs)), "no run", dtype=object)
+    spread = np.full((len(ys), len(xs)), "", dtype=object)  # repeats: their range and how many reached
     for (yv, xv), g in df.groupby([y, x]):
         blank[ys.index(yv), xs.index(xv)] = None if g["target_accuracy"].notna().any() else "no target"
         hit = g["energy_to_target_j"].dropna()
         if len(hit):
             grid[ys.index(yv), xs.index(xv)] = hit.median()
+        if len(g) > 1:
+            rng = f"{_j(hit.min())}–{_j(hit.max())} J\n" if len(hit) > 1 else ""
+            spread[ys.index(yv), xs.index(xv)] = f"\n{rng}{len(hit)}/{len(g)} reached"
     fig, ax = plt.subplots(figsize=(1.2 * len(xs) + 3, 0.8 * len(ys) + 2.4))
     ax.grid(False)
     vals = grid[~np.isnan(grid)]
@@ -207,19 +270,26 @@ def energy_heatmap(df: Any) -> Optional[Any]:
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="white", lw=0, zorder=2))
                 ax.text(j, i, blank[i, j], ha="center", va="center", fontsize=8, color="#777777", zorder=3)
                 continue
-            ax.text(j, i, "not\nreached" if np.isnan(v) else f"{v:.0f} J" if v >= 100 else f"{v:.3g} J", ha="center", va="center", fontsize=8,
+            ax.text(j, i, ("not\nreached" if np.isnan(v) else f"{_j(v)} J") + spread[i, j], ha="center", va="center",
+                    fontsize=8 if not spread[i, j] else 7,
                     color="black" if np.isnan(v) or (norm or plt.Normalize(vals.min(), vals.max()))(v) < 0.6
                     else "white")
     ax.set_xticks(range(len(xs)), [str(v) for v in xs])
     ax.set_yticks(range(len(ys)), [str(v) for v in ys])
     ax.set_xlabel(factor_name(x))
     ax.set_ylabel(factor_name(y))
-    ax.set_title(f"Energy to target (median over seeds and other factors)\n{factor_name(y)} x {factor_name(x)}")
+    repeated = any(spread.flat)
+    note = "\nbelow each median: min–max of the runs" if repeated else ""  # its own line: narrow grids fit
+    ax.set_title(f"Energy to target (median over seeds and other factors){note}\n{factor_name(y)} x {factor_name(x)}")
     bar = fig.colorbar(im, ax=ax, label="energy to target (J)")
     if norm is not None:
         _plain_ticks(bar.ax.yaxis)
     fig.tight_layout()
     return fig
+
+
+def _j(v: float) -> str:
+    return f"{v:.0f}" if v >= 100 else f"{v:.3g}"
 
 
 def _sortable(v: Any) -> tuple[int, Any]:

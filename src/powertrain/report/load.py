@@ -21,8 +21,9 @@ from powertrain.report.summary import (
 from powertrain.results import OPTUNA_STUDY_FILE, load_result
 
 # config keys that differ between runs without being a studied factor (per-run paths, bookkeeping)
+# ``repeat`` and the seed are repeats of one variant, ``study.variant`` names it (the ``variant`` column)
 NOT_FACTORS = ("resume", "verbose", "save_checkpoint", "tracking.dir", "tracking.group", "paradigm.from_run",
-               "paradigm.checkpoint", "dataset.root", "seed")
+               "paradigm.checkpoint", "dataset.root", "seed", "repeat", "repeats", "study.repeats", "study.variant")
 METRICS = ("final_accuracy", "best_accuracy", "epochs", "steps", "target_accuracy", "reached_target",
            "energy_to_target_j", "time_to_target_s")
 ENERGY = ("total_j", "train_j", "eval_j", "measured_fraction")
@@ -100,6 +101,8 @@ def _row(job_dir: Path, root: Path, trials: dict[Path, int]) -> dict[str, Any]:
         row["overrides"] = tuple(_read_overrides(job_dir))
         row["_config"] = {}
         row["_from_overrides"] = _parse_overrides(row["overrides"])  # its factor values, if given there
+        row["repeat"] = row["_from_overrides"].get("repeat", 0)
+        row["variant"] = row["_from_overrides"].get("study.variant")
         return row
     m = result.get("metrics") or {}
     for k in METRICS:
@@ -129,6 +132,8 @@ def _row(job_dir: Path, root: Path, trials: dict[Path, int]) -> dict[str, Any]:
     row["result"] = result
     row["_config"] = _flatten(result.get("config"))
     row["seed"] = row["_config"].get("seed")
+    row["repeat"] = row["_config"].get("repeat", 0)
+    row["variant"] = row["_config"].get("study.variant")
     return row
 
 
@@ -177,8 +182,8 @@ def load_sweep(directory: Any) -> Any:
     dirs = sorted(job_dirs(root), key=lambda d: (str(d.parent.relative_to(root)) if d != root else "",
                                                  _job_sort_key(d)))
     rows = [_row(d, root, trials) for d in dirs]
-    reserved = {"run_dir", "part", "job", "trial", "status", "error", "seed", "to_target_source", "region",
-                "overrides", "history", "result", *METRICS, *ENERGY, *CARBON, *TIME}
+    reserved = {"run_dir", "part", "job", "trial", "status", "error", "seed", "repeat", "variant", "to_target_source",
+                "region", "overrides", "history", "result", *METRICS, *ENERGY, *CARBON, *TIME}
     # a swept key named like a column (target_accuracy) keeps its config. prefix, so neither hides the other
     swept = {k: (f"config.{k}" if k in reserved else k) for k in _varying(rows)}
     for r in rows:
@@ -187,8 +192,8 @@ def load_sweep(directory: Any) -> Any:
             r[col] = cfg.get(k)
     # study.part names a study's part (the ``part`` column already says it): a label, not a factor
     swept = [c for c in swept.values() if c != "study.part"]
-    base = ["run_dir", "part", "job", "trial", "status", "error", *swept, "seed", *METRICS, "to_target_source",
-            *ENERGY]
+    base = ["run_dir", "part", "job", "trial", "status", "error", *swept, "seed", "repeat", "variant", *METRICS,
+            "to_target_source", *ENERGY]
     comp = sorted({k for r in rows for k in r if k.startswith("energy.")})
     cols = [*base, *comp, *CARBON, "region", *TIME, "overrides", "history", "result"]
     df = pd.DataFrame([{c: r.get(c) for c in cols} for r in rows], columns=cols)
@@ -204,16 +209,18 @@ def load_sweep(directory: Any) -> Any:
 
 
 def factors(df: Any, include_seed: bool = False) -> list[str]:
-    """The swept factors of a ``load_sweep`` frame (seed, a repeat rather than a factor, only if asked)."""
+    """The swept factors of a ``load_sweep`` frame (seed and repeat, repeats rather than factors, only if
+    asked)."""
     swept = list(df.attrs.get("factors", []))
     if not swept:  # a frame that lost its attrs: columns that look like dotted config keys and vary
-        known = {"run_dir", "part", "job", "trial", "status", "error", "seed", "to_target_source", "region",
-                 "overrides", "history", "result", *METRICS, *ENERGY, *CARBON, *TIME}
+        known = {"run_dir", "part", "job", "trial", "status", "error", "seed", "repeat", "variant",
+                 "to_target_source", "region", "overrides", "history", "result", *METRICS, *ENERGY, *CARBON, *TIME}
         swept = [c for c in df.columns if c not in known and not c.startswith("energy.")
                  and df[c].astype(str).nunique() > 1]
     swept = [c for c in swept if c in df.columns]
-    if include_seed and "seed" in df.columns and df["seed"].nunique() > 1:
-        swept.append("seed")
+    for key in ("seed", "repeat"):
+        if include_seed and key in df.columns and df[key].nunique() > 1:
+            swept.append(key)
     return swept
 
 

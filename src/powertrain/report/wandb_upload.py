@@ -46,6 +46,34 @@ def table_data(rows: list[list[Any]]) -> list[list[Any]]:
     return data
 
 
+def study_answers(root: Path) -> dict[str, Any]:
+    """A study's answers for the W&B summary: every effect in study.json's summary (a dict with a verdict)
+    as ``answers/<path>/<estimate|ci_low|ci_high|n|p|significant|verdict>``, and the noise floor."""
+    import json
+
+    try:
+        summary = json.loads((root / "study.json").read_text()).get("summary") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    out: dict[str, Any] = {}
+    if isinstance(summary.get("noise_floor"), (int, float)):
+        out["answers/noise_floor"] = summary["noise_floor"]
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict) and "verdict" in node and "estimate" in node:
+            ci = node.get("ci") or [None, None]
+            for k, v in (("estimate", node["estimate"]), ("ci_low", ci[0]), ("ci_high", ci[1]),
+                         ("n", node.get("n")), ("p", node.get("p")), ("significant", node.get("significant")),
+                         ("verdict", node["verdict"])):
+                out[f"answers/{path}/{k}"] = _cell(v) if not isinstance(v, list) else "/".join(map(str, v))
+        elif isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{path}.{k}" if path else str(k))
+
+    walk(summary, "")
+    return out
+
+
 def upload_if_tracked(df: Any, root: Path, title: str, items: list[tuple[str, Any]]) -> Optional[str]:
     """Log ``items`` ((name, Table) or (name, png path)) to one W&B run; return its directory, or None."""
     found = _tracking(df)
@@ -73,7 +101,8 @@ def upload_if_tracked(df: Any, root: Path, title: str, items: list[tuple[str, An
                 else:
                     logged[f"figures/{key}"] = wandb.Image(str(item))
             run.log(logged)
-            run.summary.update({"runs": len(df), "energy_total_j": float(df["total_j"].sum())})
+            run.summary.update({"runs": len(df), "energy_total_j": float(df["total_j"].sum()),
+                                **study_answers(Path(root))})
         finally:
             run.finish()
         return str(Path(root) / "wandb")

@@ -97,6 +97,9 @@ def generic_sections(df: Any) -> list[Section]:
     effects = analysis.factor_effects(df)
     if effects is not None:
         out.append(Section("Per-factor effects", "", [effects]))
+    noise = analysis.noise_section(df)  # repeats: the noise floor and which factors stand out of it
+    if noise is not None:
+        out.append(Section("Repeats and noise", noise[0], [noise[1]]))
     figs = figures.all_figures(df)
     pair = figures.heatmap_pair(df)
     drawn = any(name == "energy_to_target_heatmap" for name, _ in figs)

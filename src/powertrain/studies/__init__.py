@@ -28,7 +28,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from powertrain.config import RunConfig
 from powertrain.config.errors import ConfigError
@@ -65,7 +65,8 @@ class StudyContext:
         check_plugins_reach(self.cfg, "the study's parts")  # each part is a fresh process
         cmd = [sys.executable, "-m", "powertrain", *argv]
         if self.cfg.verbose:
-            print(f"\n=== {self.out_dir.name}: {part} ({' '.join(argv[2:]) or 'as configured'}) ===", flush=True)
+            shown = [a for a in argv[2:] if not a.startswith("hydra.sweeper.variants=")]  # the runs' lines say it
+            print(f"\n=== {self.out_dir.name}: {part} ({' '.join(shown) or 'as configured'}) ===", flush=True)
         # a blocking wait: the study process sleeps while its parts run (no polling on a login node)
         proc = subprocess.run(cmd, stderr=subprocess.PIPE, text=True)
         if proc.stderr:
@@ -76,13 +77,27 @@ class StudyContext:
             raise ConfigError.relayed(f"{why} (in study part {part})", part)
         return proc.returncode
 
-    def sweep(self, part: str, overrides: list[str]) -> Path:
+    def sweep(self, part: str, overrides: list[str], variants: Optional[list[tuple[str, list[str]]]] = None,
+              repeats: int = 1) -> Path:
         """Run ``overrides`` (grid axes or a sweeper) as a multirun into ``out_dir/part``; its sweep dir.
+
+        ``variants`` ((name, overrides) pairs) are jobs that are no grid, e.g. one factor at a time; each
+        run records its name as ``study.variant``. ``repeats`` runs every job that many times, interleaved
+        (``powertrain.launch.repeats``). All of it runs in one process under the basic launcher, so a run
+        pays no interpreter and torch start-up of its own.
 
         A sweep that fails (exit 1) does not raise: its rows say what happened. Bad input (exit 2) raises.
         """
+        from powertrain.studies._common import variants_override
+
         sweep_dir = self.out_dir / part
-        self._call(part, ["-m", *self._argv(part, overrides), *self.launcher, f"hydra.sweep.dir={sweep_dir}"])
+        extra = [f"repeats={repeats}"] if repeats > 1 else []
+        no_report = "hydra.callbacks.sweep_summary.write_report=false"
+        if no_report not in overrides:  # one report for the whole study at its end, not one per part
+            extra.append(no_report)
+        if variants:
+            extra.append(variants_override([[*ov, f"study.variant={name}"] for name, ov in variants]))
+        self._call(part, ["-m", *self._argv(part, overrides), *extra, *self.launcher, f"hydra.sweep.dir={sweep_dir}"])
         return sweep_dir
 
     def single(self, part: str, overrides: list[str]) -> dict[str, Any]:

@@ -7,9 +7,15 @@ trials over Adam's learning rate, β1, β2, ε and weight decay. Random, TPE and
 seeded random order, as Optuna's grid sampler does. Each trial trains ``max_epochs``; the objective is
 its final accuracy.
 
-The answer, per model and strategy as the median over the search seeds: the rounds a search needs to
-reach 99 % of its own final best, the campaign energy until then and in total, and best-so-far accuracy
-against round and against cumulative energy (failed trials cost energy and count as rounds).
+The search seeds are the repeats (they vary: a search with the same seed would ask for the same trials):
+smoke 3 seeds, paper 5 (``study.repeats=N`` asks for N seeds from the first of ``study.seeds``). The
+searches run round by round, one seed per round, the model × strategy pairs rotated each round, so slow
+drift in machine load hits every strategy alike.
+
+The answer, per model and strategy as the median over the search seeds with a 95 % interval: the rounds a
+search needs to reach 99 % of its own final best, the campaign energy until then and in total, and
+best-so-far accuracy against round and against cumulative energy (failed trials cost energy and count as
+rounds); per model, the Kruskal–Wallis p that the strategies need the same number of rounds, and a verdict.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ from typing import TYPE_CHECKING, Any, Optional
 from powertrain.config import RunConfig, StudyConfig
 from powertrain.config.checks import Check, at_least, each, one_of, optional
 from powertrain.config.errors import ConfigError
+from powertrain.report import stats
 from powertrain.results import OPTUNA_STUDY_FILE, load_result
-from powertrain.studies._common import finish, fmt_pct
+from powertrain.studies._common import finish, fmt_pct, interleave
 
 if TYPE_CHECKING:
     from powertrain.report import Section
@@ -86,6 +93,8 @@ def plan(cfg: RunConfig, given: set[str] = frozenset()) -> tuple[int, list[int],
     paper = s.scale == "paper"
     rounds = PAPER_ROUNDS if paper and "study.rounds" not in given else s.rounds
     seeds = list(PAPER_SEEDS) if paper and "study.seeds" not in given else list(s.seeds)
+    if s.repeats is not None:  # N searches per model and strategy: N seeds from the first one
+        seeds = [seeds[0] + r for r in range(s.repeats)]
     startup = None if paper and "study.startup_rounds" not in given else s.startup_rounds
     return rounds, seeds, startup
 
@@ -176,14 +185,38 @@ def aggregate(curves: dict[tuple[str, str, int], dict[str, Any]]) -> list[dict[s
     for model, strategy in pairs:
         cs = [c for (m, s, _), c in curves.items() if (m, s) == (model, strategy)]
         rounds = [c["rounds_to_best"] for c in cs if c["rounds_to_best"] is not None]
+        energy = [c["energy_to_best_j"] for c in cs]
         rows.append({"model": model, "strategy": strategy, "repeats": len(cs),
                      "rounds": _median([c["rounds"] for c in cs]),
                      "final_best": _median([c["final_best"] for c in cs]),
                      "rounds_to_best": _median(rounds), "rounds_to_best_range": [min(rounds), max(rounds)] if
-                     rounds else None,
-                     "energy_to_best_j": _median([c["energy_to_best_j"] for c in cs]),
-                     "total_j": _median([c["total_j"] for c in cs])})
+                     rounds else None, "rounds_to_best_runs": rounds,
+                     "rounds_to_best_ci": stats.median_ci(rounds)["ci"],
+                     "energy_to_best_j": _median(energy), "energy_to_best_ci": stats.median_ci(energy)["ci"],
+                     "total_j": _median([c["total_j"] for c in cs]),
+                     "total_cv": stats.noise_floor([c["total_j"] for c in cs])})
     return rows
+
+
+def strategy_tests(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per model: do the strategies need the same rounds to 99 % of their best? Kruskal–Wallis across
+    them over the search seeds, the spread of the fewest-to-most median rounds, and a verdict (pure)."""
+    out = {}
+    for model in dict.fromkeys(r["model"] for r in rows):
+        rs = [r for r in rows if r["model"] == model and r["rounds_to_best"] is not None]
+        if len(rs) < 2:
+            continue
+        fast, slow = min(rs, key=lambda r: r["rounds_to_best"]), max(rs, key=lambda r: r["rounds_to_best"])
+        eff = stats.effect(slow["rounds_to_best"] - fast["rounds_to_best"], None,
+                           [len(r["rounds_to_best_runs"]) for r in rs],
+                           stats.kruskal_p([r["rounds_to_best_runs"] for r in rs]), "Kruskal-Wallis across strategies")
+        eff["fastest"], eff["slowest"] = fast["strategy"], slow["strategy"]
+        eff["verdict"] = stats.verdict(
+            f"{model}: rounds to 99 % of best, {fast['strategy']} {fast['rounds_to_best']:g} vs {slow['strategy']} "
+            f"{slow['rounds_to_best']:g}; difference", eff, fmt=lambda v: "n/a" if v is None else f"{v:g} rounds",
+            what="a difference of this size")
+        out[model] = eff
+    return out
 
 
 def run(ctx: StudyContext) -> dict[str, Any]:
@@ -191,28 +224,45 @@ def run(ctx: StudyContext) -> dict[str, Any]:
     cfg = ctx.cfg
     rounds, seeds, startup = plan(cfg, {o.split("=", 1)[0] for o in ctx.study_overrides})
     curves: dict[tuple[str, str, int], dict[str, Any]] = {}
-    for model in cfg.study.models:
-        for strategy in cfg.study.strategies:
-            for seed in seeds:
-                part = part_name(model, strategy, seed)
-                sweep_dir = ctx.sweep(part, search_overrides(cfg, model, strategy, seed, rounds, startup))
-                curves[(model, strategy, seed)] = curve(_trials_of(sweep_dir))
+    pairs = [(m, st) for m in cfg.study.models for st in cfg.study.strategies]
+    for r, (model, strategy) in interleave(pairs, len(seeds)):  # one seed per round, pairs rotated
+        part = part_name(model, strategy, seeds[r])
+        sweep_dir = ctx.sweep(part, search_overrides(cfg, model, strategy, seeds[r], rounds, startup))
+        curves[(model, strategy, seeds[r])] = curve(_trials_of(sweep_dir))
+    order = {k: i for i, k in enumerate((m, st, sd) for m, st in pairs for sd in seeds)}
+    curves = dict(sorted(curves.items(), key=lambda kv: order[kv[0]]))
     rows = aggregate(curves)
     answered = all(r["final_best"] is not None for r in rows)
+    tests = strategy_tests(rows)
+    floors = [r["total_cv"] for r in rows if r["total_cv"] is not None]
     summary = {"status": "completed" if answered else "failed", "rounds": rounds, "seeds": seeds,
-               "best_share": BEST_SHARE, "strategies": rows, "paper": PAPER,
+               "seeds_vary": True, "best_share": BEST_SHARE, "strategies": rows, "paper": PAPER,
+               "strategy_tests": tests, "noise_floor": stats.median(floors),
                "searches": [{"part": part_name(*k), "model": k[0], "strategy": k[1], "seed": k[2], **c}
                             for k, c in curves.items()]}
     lines = [f"yarally_tuning: Adam lr, β1, β2, ε, weight decay on {cfg.dataset.name}, {rounds} rounds per search "
-             f"of {cfg.max_epochs} epochs each, median over {len(seeds)} search seed(s)",
-             f"  {'model':<13}{'strategy':<8}{'best':>7}{'rounds to 99%':>15}{'energy to 99%':>15}{'campaign':>12}"]
-    for r in rows:
-        rb = "n/a" if r["rounds_to_best"] is None else f"{r['rounds_to_best']:g} of {r['rounds']:g}"
-        e = "n/a" if r["energy_to_best_j"] is None else f"{r['energy_to_best_j']:.1f} J"
-        lines.append(f"  {r['model']:<13}{r['strategy']:<8}{fmt_pct(r['final_best']):>7}{rb:>15}{e:>15}"
-                     f"{r['total_j']:>10.1f} J")
-    lines.append(f"  paper: {PAPER}")
+             f"of {cfg.max_epochs} epochs each, median over {len(seeds)} search seed(s) (searches interleaved)",
+             *answer_lines(summary)]
     return finish(summary, lines, cfg.verbose)
+
+
+def answer_lines(summary: dict[str, Any]) -> list[str]:
+    """The per-model table, the strategy tests, the noise floor and the paper's finding."""
+    lines = [f"  {'model':<13}{'strategy':<8}{'best':>7}{'rounds to 99%':>15}{'[95 % interval]':>17}"
+             f"{'energy to 99%':>15}{'campaign':>12}"]
+    for r in summary["strategies"]:
+        rb = "n/a" if r["rounds_to_best"] is None else f"{r['rounds_to_best']:g} of {r['rounds']:g}"
+        ci = r.get("rounds_to_best_ci")
+        interval = "" if not ci else f"[{ci[0]:g}, {ci[1]:g}]"
+        e = "n/a" if r["energy_to_best_j"] is None else f"{r['energy_to_best_j']:.1f} J"
+        lines.append(f"  {r['model']:<13}{r['strategy']:<8}{fmt_pct(r['final_best']):>7}{rb:>15}{interval:>17}{e:>15}"
+                     f"{r['total_j']:>10.1f} J")
+    lines += [f"  {t['verdict']}" for t in (summary.get("strategy_tests") or {}).values()]
+    if summary.get("noise_floor") is not None:
+        lines.append(f"  noise floor: a search's campaign energy differs by ±{summary['noise_floor'] * 100:.0f} % "
+                     "between its seeds (median coefficient of variation)")
+    lines.append(f"  paper: {PAPER}")
+    return lines
 
 
 def _curves_from_df(df: Any) -> dict[tuple[str, str, int], dict[str, Any]]:
@@ -253,6 +303,12 @@ def _figure(curves: dict[tuple[str, str, int], dict[str, Any]]) -> Any:
                   "color": colours[strategy], "label": f"{strategy} ({len(cs)})"}
             row[0].step(range(1, n + 1), y, **kw)
             row[1].step(spent, y, **kw)
+            if len(cs) > 1:  # the seeds' spread: lowest to highest best-so-far at each round
+                lo = [min((c["best"][i] for c in cs if c["best"][i] is not None), default=None) for i in range(n)]
+                hi = [max((c["best"][i] for c in cs if c["best"][i] is not None), default=None) for i in range(n)]
+                row[0].fill_between(range(1, n + 1), [None if v is None else v * 100 for v in lo],
+                                    [None if v is None else v * 100 for v in hi], step="post",
+                                    color=colours[strategy], alpha=0.12, lw=0)
         row[0].set_ylabel(f"{model}\nbest accuracy so far (%)")
         if model == models[0]:  # the same four strategies in every row: one legend
             row[0].legend(fontsize=8, loc="lower right", title="strategy (searches)", title_fontsize=8)
@@ -262,7 +318,7 @@ def _figure(curves: dict[tuple[str, str, int], dict[str, Any]]) -> Any:
         a.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[-1, 0].set_xlabel("round (trial, in order)")
     axes[-1, 1].set_xlabel("cumulative energy of the search (J)")
-    axes[0, 0].set_title("Best-so-far against round (median over seeds)")
+    axes[0, 0].set_title("Best-so-far against round (median over seeds; band: lowest to highest)")
     axes[0, 1].set_title("Best-so-far against energy spent (medians)")
     fig.tight_layout()
     return fig
@@ -276,14 +332,24 @@ def analyze(df: Any, study: dict[str, Any]) -> list[Section]:
     if not curves:
         return [Section("Search strategies (Yarally et al. 2023)", "No search has finished yet.")]
     rows = aggregate(curves)
+
+    def interval(ci: Any) -> str:
+        return "-" if not ci else f"{ci[0]:.3g} to {ci[1]:.3g}"
+
     table = Table(["model", "strategy", "searches", "rounds", "best accuracy (%)", "rounds to 99 % of best",
-                   "range", "energy to 99 % of best (J)", "campaign energy (J)"],
+                   "95 % interval", "range", "energy to 99 % of best (J)", "95 % interval (J)", "campaign energy (J)"],
                   [[r["model"], r["strategy"], r["repeats"], r["rounds"],
                     None if r["final_best"] is None else r["final_best"] * 100, r["rounds_to_best"],
+                    interval(r["rounds_to_best_ci"]),
                     None if r["rounds_to_best_range"] is None else "–".join(map(str, r["rounds_to_best_range"])),
-                    r["energy_to_best_j"], r["total_j"]] for r in rows],
-                  "Medians over the search seeds. 'Rounds to 99 % of best': the first round whose best-so-far "
-                  "accuracy is within 1 % of the search's own final best; energy until then and for every round.")
-    text = "\n".join((study.get("summary") or {}).get("report", [])[:1])
+                    r["energy_to_best_j"], interval(r["energy_to_best_ci"]), r["total_j"]] for r in rows],
+                  "Medians over the search seeds with 95 % bootstrap intervals. 'Rounds to 99 % of best': the first "
+                  "round whose best-so-far accuracy is within 1 % of the search's own final best; energy until then "
+                  "and for every round.")
+    tests = strategy_tests(rows)
+    floors = [r["total_cv"] for r in rows if r["total_cv"] is not None]
+    text = "\n".join([*(study.get("summary") or {}).get("report", [])[:1],
+                      *answer_lines({"strategies": [], "strategy_tests": tests,
+                                     "noise_floor": stats.median(floors)})[1:-1]])
     return [Section("Search strategies (Yarally et al. 2023)", f"{text}\n{PAPER}.".strip(), [table],
                     [("tuning_progress", _figure(curves))])]

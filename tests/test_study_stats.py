@@ -1,0 +1,220 @@
+"""Statistics of repeated runs: intervals, tests and verdicts, pinned on synthetic result files with a known
+effect (it must come out significant) and with none (it must not), at the stated n."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("scipy")
+pytest.importorskip("pandas")
+
+# five repeats' relative noise, ±3 %: the same spread in every variant, in a different order in each
+NOISE = [[-0.03, 0.0, 0.03, -0.015, 0.015], [0.015, -0.03, 0.0, 0.03, -0.015], [0.0, 0.015, -0.015, -0.03, 0.03],
+         [0.03, -0.015, 0.015, 0.0, -0.03], [-0.015, 0.03, -0.03, 0.015, 0.0]]
+
+
+def test_mann_whitney_cannot_reach_significance_at_n3_but_can_at_n5() -> None:
+    from powertrain.report import stats
+
+    assert stats.mann_whitney_p([1, 2, 3], [4, 5, 6]) == pytest.approx(0.1)  # exact two-sided minimum at n=3
+    assert stats.mann_whitney_p([1, 2, 3, 4, 5], [6, 7, 8, 9, 10]) == pytest.approx(2 / 252)
+    assert stats.mann_whitney_p([1.0], [2.0, 3.0]) is None  # no test from one run
+    assert stats.kruskal_p([[1, 2, 3], [1.5, 2.5, 3.5]]) > 0.05
+    assert stats.kruskal_p([[1, 2, 3], [11, 12, 13], [21, 22, 23]]) < 0.05
+
+
+def test_bootstrap_interval_is_seeded_and_brackets_the_median() -> None:
+    from powertrain.report import stats
+
+    values = [10.0, 10.4, 9.7, 10.1, 10.3]
+    a, b = stats.median_ci(values), stats.median_ci(values)
+    assert a == b  # the same runs always give the same interval
+    assert a["median"] == 10.1 and a["n"] == 5 and a["ci"][0] <= 10.1 <= a["ci"][1]
+    assert stats.median_ci([3.0])["ci"] is None
+    assert stats.median_ci([3.0, 3.0, 3.0])["ci"] == [3.0, 3.0]  # identical runs: nothing to spread
+
+
+def test_repeats_needed_grows_with_noise_and_shrinks_with_the_effect() -> None:
+    from powertrain.report import stats
+
+    few, more = stats.repeats_needed(0.05, 0.02), stats.repeats_needed(0.05, 0.06)
+    assert stats.MIN_N_SIGNIFICANT <= few < more
+    assert stats.repeats_needed(0.95, 0.06) == stats.MIN_N_SIGNIFICANT  # a big effect: the exact test's minimum
+    assert stats.repeats_needed(None, 0.05) is None and stats.repeats_needed(0.05, None) is None
+
+
+def _layers_result(variant: str, repeat: int, energy_j: float, conv: int = 2, linear: int = 3,
+                   relu: bool = True) -> dict[str, Any]:
+    return {"schema": "powertrain.result/1", "status": "completed", "error": None,
+            "run": {"overrides": [f"study.variant={variant}", f"repeat={repeat}"]},
+            "config": {"model": {"family": "simple_cnn", "conv_blocks": conv, "linear_layers": linear, "relu": relu},
+                       "study": {"driver": "yarally_layers", "part": "variants", "variant": variant},
+                       "seed": 0, "repeat": repeat, "repeats": 5, "max_epochs": 3},
+            "metrics": {"final_accuracy": 0.9, "epochs": 3, "target_accuracy": None, "reached_target": False,
+                        "energy_to_target_j": None},
+            "energy": {"total_j": energy_j, "train_j": energy_j, "eval_j": 0.0, "measured_fraction": 0.0,
+                       "components": []},
+            "time": {"wall_s": 3.0, "train_s": 2.0}, "history": []}
+
+
+@pytest.fixture
+def layers_sweep(tmp_path: Path) -> Path:
+    """A yarally_layers study dir of result files: conv 1→4 doubles the energy (a known effect), linear 3→7
+    and ReLU change nothing (no effect); every variant 5 times with the same ±3 % noise, interleaved."""
+    from powertrain.studies._common import interleave
+
+    base = {"default": (10.0, {}), "conv_1": (8.0, {"conv": 1}), "conv_4": (16.0, {"conv": 4}),
+            "linear_7": (10.0, {"linear": 7}), "relu_off": (10.0, {"relu": False})}
+    root = tmp_path / "study"
+    for job, (r, name) in enumerate(interleave(list(base), 5)):
+        energy, model = base[name]
+        d = root / "variants" / str(job)
+        d.mkdir(parents=True)
+        res = _layers_result(name, r, energy * (1 + NOISE[list(base).index(name)][r]), **model)
+        (d / "result.json").write_text(json.dumps(res))
+    (root / "study.json").write_text(json.dumps({"driver": "yarally_layers", "summary": None}))
+    return root
+
+
+def test_layers_study_calls_a_known_effect_significant_and_no_effect_noise(layers_sweep: Path) -> None:
+    from powertrain.report import load_sweep
+    from powertrain.studies.yarally_layers import analyze
+
+    df = load_sweep(layers_sweep)
+    assert len(df) == 25 and set(df["variant"]) == {"default", "conv_1", "conv_4", "linear_7", "relu_off"}
+    sections = analyze(df, json.loads((layers_sweep / "study.json").read_text()))
+    heads = {r[0]: r for r in sections[0].tables[0].rows}
+    conv, relu, linear = heads["conv 1→4"], heads["ReLU on vs off"], heads["linear 3→7"]
+    assert conv[1] == "+100 %" and conv[3] == "5/5" and conv[4] == pytest.approx(2 / 252)  # exact MWU, n=5
+    assert conv[5] == "significant"
+    lo, hi = (float(v.replace("−", "-").rstrip(" %")) for v in conv[2].split(" to "))
+    assert 80 < lo < 100 < hi < 120  # the interval brackets the true +100 % and excludes no change
+    for row in (relu, linear):
+        assert row[5] == "not distinguishable from noise" and row[4] > 0.05
+    text = sections[0].text
+    assert "conv 1→4: +100 % [" in text and "(n=5, p=0.0079)" in text
+    assert "ReLU on vs off: +0 % [" in text and "not distinguishable from noise at n=5" in text
+    # below the noise floor (the default's own spread), and how many repeats the paper's +3 % would need
+    assert "smaller than the noise floor of identical runs (±2 %)" in text
+    assert "repeats per variant would resolve the paper's +3 % at this noise" in text
+    assert "noise floor: identical runs of the default differ by ±2.4 %" in text
+    assert [name for name, _ in sections[0].figures] == ["variant_energy"]
+
+
+def test_layers_answer_keeps_the_old_keys_beside_the_new(layers_sweep: Path) -> None:
+    from powertrain.report import load_sweep
+    from powertrain.studies.yarally_layers import _runs_from_df, answer
+
+    ans = answer(_runs_from_df(load_sweep(layers_sweep)))
+    assert ans["changes"]["conv 1→4"] == pytest.approx(1.0)  # the float the summary always had
+    eff = ans["effects"]["conv 1→4"]
+    assert eff["n"] == [5, 5] and eff["significant"] is True and eff["from"] == "conv_1" and eff["to"] == "conv_4"
+    default = next(r for r in ans["variants"] if r["variant"] == "default")
+    assert default["energy_j"] == pytest.approx(10.0) and default["runs"] == 5 and len(default["energy_ci"]) == 2
+    json.dumps(ans)  # all of it goes into study.json
+
+
+def _cell_groups(ratio: float) -> list[list[float]]:
+    """Three cells of five seeds: energies 10, 14 and 10·ratio J, each with the same ±3 % noise."""
+    return [[m * (1 + n) for n in NOISE[i]] for i, m in enumerate((10.0, 14.0, 10.0 * ratio))]
+
+
+def test_worst_best_ratio_with_an_effect_is_significant_and_without_is_not() -> None:
+    from powertrain.report import stats
+
+    eff = stats.worst_best_ratio(_cell_groups(3.0))
+    assert eff["estimate"] == pytest.approx(3.0) and eff["ci"][0] < 3.0 < eff["ci"][1]
+    assert eff["p"] < 0.05 and eff["significant"] and eff["n"] == [5, 5, 5]
+    same = stats.worst_best_ratio([[10 * (1 + 0.01 * i) * (1 + n) for n in NOISE[i]] for i in range(3)])
+    assert same["estimate"] == pytest.approx(1.02)  # worst/best of cells 1 % apart inside ±3 % noise ...
+    assert not same["significant"] and same["below_noise_floor"]  # ... and says it is noise
+    text = stats.verdict("worst/best", same, fmt=lambda v: f"{v:.2f}x")
+    assert "not distinguishable from noise at n=5 per group" in text
+
+
+def test_worst_best_table_carries_the_interval_on_result_files(tmp_path: Path) -> None:
+    from powertrain.report import load_sweep
+    from powertrain.report.analysis import worst_best, worst_best_table
+
+    rows = [(c, s, e) for c, g in enumerate(_cell_groups(3.0)) for s, e in enumerate(g)]
+    for job, (cell, seed, energy) in enumerate(rows):
+        d = tmp_path / "grid" / str(job)
+        d.mkdir(parents=True)
+        res = _layers_result("x", 0, energy)
+        res["config"] = {"batch_size": [32, 128, 512][cell], "seed": seed}
+        res["metrics"].update(target_accuracy=0.9, reached_target=True, energy_to_target_j=energy)
+        (d / "result.json").write_text(json.dumps(res))
+    df = load_sweep(tmp_path / "grid")
+    wb = worst_best(df)[0]
+    assert wb["ratio"] == pytest.approx(3.0) and wb["ratio_p"] < 0.05 and wb["ratio_ci"][0] < 3.0 < wb["ratio_ci"][1]
+    assert wb["ratio_effect"]["verdict"].startswith("worst/best energy to target: 3.00x [")
+    table = worst_best_table(df)
+    row = dict(zip(table.columns, table.rows[0]))
+    assert row["worst/best"] == "3.00x" and " to " in row["95 % interval"] and row["p (Kruskal-Wallis, cells)"] < 0.05
+
+
+def test_break_even_has_an_interval_and_never_is_a_word() -> None:
+    from powertrain.studies.pretrain_finetune import break_even, break_even_stats
+
+    pre = [1.4 * (1 + n) for n in NOISE[0]]
+    ft = [1.0 * (1 + n) for n in NOISE[1]]
+    sc = [3.0 * (1 + n) for n in NOISE[2]]
+    out = break_even_stats(pre, ft, sc)
+    eff = out["break_even_effect"]
+    assert eff["estimate"] == break_even(1.4, 1.0, 3.0) == 1 and eff["ci"][0] <= 1 <= eff["ci"][1]
+    assert out["saving_effect"]["significant"] and out["saving_effect"]["estimate"] == pytest.approx(-2 / 3)
+    assert eff["verdict"].startswith("break-even n*: 1 [1, 1] (n=5 per group, p of the saving=0.0079)")
+    none = break_even_stats(pre, sc, ft)  # fine-tuning dearer than scratch: no saving, ever
+    assert none["break_even_effect"]["estimate"] == "never" and none["break_even_ci"] == ["never", "never"]
+    close = break_even_stats(pre, [2.9 * (1 + n) for n in NOISE[1]], sc)  # a tiny saving inside the noise
+    assert close["break_even_ci"][1] == "never" and not close["saving_effect"]["significant"]
+    json.dumps(close)
+    assert math.isfinite(close["saving_effect"]["estimate"])
+
+
+def test_the_wandb_report_summary_carries_every_answer_with_its_interval(layers_sweep: Path) -> None:
+    from powertrain.report import load_sweep
+    from powertrain.report.wandb_upload import study_answers
+    from powertrain.studies.yarally_layers import _runs_from_df, answer
+
+    summary = answer(_runs_from_df(load_sweep(layers_sweep)))
+    (layers_sweep / "study.json").write_text(json.dumps({"driver": "yarally_layers", "summary": summary}))
+    got = study_answers(layers_sweep)
+    assert got["answers/effects.conv 1→4/estimate"] == pytest.approx(1.0)
+    assert got["answers/effects.conv 1→4/ci_low"] < 1.0 < got["answers/effects.conv 1→4/ci_high"]
+    assert got["answers/effects.conv 1→4/n"] == "5/5" and got["answers/effects.conv 1→4/significant"] is True
+    assert got["answers/effects.ReLU on vs off/verdict"].startswith("ReLU on vs off: +0 % [")
+    assert got["answers/noise_floor"] == pytest.approx(summary["noise_floor"])
+
+
+def test_figures_carry_the_spread_of_repeats(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from powertrain.report import load_sweep
+    from powertrain.report.figures import convergence, energy_heatmap
+
+    job = 0
+    for lr in (0.1, 0.01):
+        for bs in (32, 128):
+            for seed, noise in enumerate(NOISE[0][:3]):
+                e = 10.0 * (1 + noise) * (2 if lr == 0.01 else 1)
+                res = _layers_result("x", 0, e)
+                res["config"] = {"optimizer": {"lr": lr}, "batch_size": bs, "seed": seed}
+                res["metrics"].update(target_accuracy=0.9, reached_target=True, energy_to_target_j=e)
+                res["history"] = [{"epoch": 1, "accuracy": 0.5 + noise, "energy_j": e / 2},
+                                  {"epoch": 2, "accuracy": 0.92, "energy_j": e}]
+                d = tmp_path / "grid" / str(job)
+                d.mkdir(parents=True)
+                (d / "result.json").write_text(json.dumps(res))
+                job += 1
+    df = load_sweep(tmp_path / "grid")
+    texts = [t.get_text() for t in energy_heatmap(df).axes[0].texts]
+    # each cell: its median, the min-max of its three seeds and how many reached the target
+    assert "10 J\n9.7–10.3 J\n3/3 reached" in texts and "20 J\n19.4–20.6 J\n3/3 reached" in texts
+    ax = convergence(df).axes[0]
+    assert len(ax.collections) >= 4  # a band (and energy bars) per setting: 4 settings of 3 runs each
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts())[0].endswith("(n=3)")
