@@ -34,7 +34,11 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import OmegaConf, open_dict
 
+from powertrain.config.paths import register_resolvers
+
 log = logging.getLogger(__name__)
+# a task unpickles this launcher and resolves hydra.sweep.dir again: ${powertrain.unique:} must exist there
+register_resolvers()
 
 
 class PowertrainSlurmLauncher(SlurmLauncher):

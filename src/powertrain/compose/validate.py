@@ -92,9 +92,11 @@ def register_configs() -> None:
     and ``base_study_<driver>``."""
     from hydra.core.config_store import ConfigStore
 
+    from powertrain.config.paths import register_resolvers
     from powertrain.paradigms import PARADIGMS
     from powertrain.studies import STUDIES
 
+    register_resolvers()  # ${powertrain.unique:} in the run and sweep directories
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=RunConfig)
     for group, node in GROUPS.items():

@@ -130,6 +130,7 @@ FIELD_CHECKS: dict[str, Check] = {
     "distributed.nproc_per_node": at_least(1),
     "distributed.backend": one_of(("auto", "gloo", "nccl")),
     "distributed.timeout_s": positive,
+    "checkpoint.every_s": positive,
     "batch_size": at_least(1),
     "eval_batch_size": at_least(1),
     "max_epochs": at_least(1),

@@ -184,6 +184,15 @@ class DistributedConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    """Progress that survives a kill (powertrain.run.progress): result.json (status ``running``) and the
+    resumable checkpoint.pt, rewritten after every epoch by a background thread."""
+
+    progress: bool = True  # false: written only at the end and on SIGTERM/SIGUSR2/Ctrl-C (a kill -9 loses all)
+    every_s: float = 300.0  # inside an epoch too, once this long has passed since the last save
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -196,6 +205,7 @@ class RunConfig:
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     batch_size: int = 64  # global: split across the ranks of a distributed run
     max_epochs: int = 40
     seed: int = 0

@@ -1,9 +1,15 @@
-"""SIGTERM/SIGUSR2 during a run (Slurm preemption or time limit): stop at the next step and checkpoint."""
+"""SIGTERM/SIGUSR2 (Slurm preemption or time limit) and Ctrl-C during a run: stop at the next step, checkpoint.
+
+The first Ctrl-C (SIGINT) stops the run like a preemption, with status ``interrupted``; a second one
+leaves at once (``KeyboardInterrupt``: result.json is still written, the checkpoint is the last progress
+save); a third gets the default action.
+"""
 
 from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 from typing import Any, Optional
 
@@ -30,18 +36,30 @@ class StopRequest:
         return self.flag
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and self.signum == signal.SIGINT:  # the second Ctrl-C: leave now
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # and a third one ends the process outright
+            raise KeyboardInterrupt
+        if signum == signal.SIGINT:
+            print("\npowertrain: Ctrl-C: stopping after this step with a checkpoint (Ctrl-C again to leave "
+                  "at once)", file=sys.stderr, flush=True)
         self.flag, self.signum = True, signum
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether the stop was a Ctrl-C (status ``interrupted``) rather than a preemption signal."""
+        return self.signum == signal.SIGINT
 
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
-        for sig in (signal.SIGTERM, signal.SIGUSR2):
+        for sig in (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT):
             self._previous[sig] = signal.signal(sig, self._handle)
 
     def uninstall(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-        if self.signum is not None and callable(self._previous.get(self.signum)):
+        if self.signum not in (None, signal.SIGINT) and callable(self._previous.get(self.signum)):
+            # (Python's own SIGINT handler would only raise KeyboardInterrupt after the run has ended)
             self._deferred = self._previous[self.signum]
         self._previous.clear()
 

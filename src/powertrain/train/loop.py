@@ -58,23 +58,68 @@ class FitResult:
     reason: str = ""
 
 
-def _train_epoch(model: nn.Module, task: Task, optimizer: torch.optim.Optimizer, meter: EnergyMeter, epoch: int,
-                 scaler: Optional[Any], stop_requested: Callable[[], bool], one_process: bool) -> tuple[Any, Any, int, bool]:
-    """One epoch of steps in a "train" window: (measurement, summed loss on the device, steps, preempted)."""
+def _train_epoch(model: nn.Module, task: Task, optimizer: torch.optim.Optimizer, meter: EnergyMeter,
+                 ledger: Ledger, st: FitState, scaler: Optional[Any], stop_requested: Callable[[], bool],
+                 progress: Optional[Any]) -> tuple[Any, Any, int, bool]:
+    """One epoch of steps in a "train" window: (measurement, summed loss on the device, steps, preempted).
+
+    The window's joules go into ``ledger`` (and its time into ``st.train_s``) here. ``progress`` (one
+    process only; None in a distributed run, whose window ends are collectives) has a ``due`` flag its own
+    thread raises every ``checkpoint.every_s``: then the window is cut there, so the joules so far are in the
+    ledger, and ``progress.mid_epoch(steps)`` saves them with a checkpoint before the steps go on.
+    """
     meter.begin_window("train")
     loss_sum = torch.zeros((), device=_device_of(model))
-    n_batches, preempted = 0, False
-    for batch in task.batches(epoch):
+    n_batches, preempted, parts = 0, False, []
+    for batch in task.batches(st.epoch):
         loss = train_step(task, model, optimizer, batch, scaler)
         # summed on the device: no host sync per step
         loss_sum += loss.detach().float()
         n_batches += 1
         # one process stops at once; ranks agree at the epoch's end (a rank leaving mid-epoch would
         # leave the others waiting in their next gradient all-reduce)
-        if one_process and stop_requested():
+        if progress is not None and stop_requested():
             preempted = True
             break
-    return meter.end_window("train"), loss_sum, n_batches, preempted  # the window end syncs the device
+        if progress is not None and progress.due:  # a flag, not a clock read: nothing per step but this
+            parts.append(_add_train(meter.end_window("train"), ledger, st))  # the window end syncs
+            progress.mid_epoch(n_batches)
+            meter.begin_window("train")
+    parts.append(_add_train(meter.end_window("train"), ledger, st))  # the window end syncs the device
+    return _combine(parts), loss_sum, n_batches, preempted
+
+
+def _add_train(m: Any, ledger: Ledger, st: FitState) -> Any:
+    ledger.add("train", m)
+    st.train_s += m.time_s
+    return m
+
+
+def _combine(parts: list[Any]) -> Any:
+    """One measurement for an epoch's train window that progress saves cut into parts."""
+    if len(parts) == 1:
+        return parts[0]
+    from dataclasses import replace
+
+    from powertrain.energy.base import Measurement
+
+    comps: dict[str, Any] = {}
+    for m in parts:
+        for c in m.components:
+            acc = comps.get(c.name)
+            comps[c.name] = c if acc is None else replace(
+                acc, energy_j=acc.energy_j + c.energy_j, measured_j=acc.measured_j + c.measured_j,
+                measured=acc.measured and c.measured)
+    return Measurement(parts[0].name, sum(m.time_s for m in parts), list(comps.values()))
+
+
+class _NoProgress:
+    """``progress`` of a one-process fit that saves nothing mid-epoch (the flag is never raised)."""
+
+    due = False
+
+    def mid_epoch(self, steps: int) -> None:  # pragma: no cover - never called: due stays False
+        pass
 
 
 @dataclass
@@ -141,6 +186,7 @@ def fit(
     on_epoch: Callable[[dict[str, Any]], Optional[str]] = lambda row: None,
     clock_offset_s: float = 0.0,
     sync: Optional[Any] = None,
+    progress: Optional[Any] = None,
 ) -> FitResult:
     """Train until a stop condition; every joule goes into ``ledger`` under "train" or "eval".
 
@@ -149,9 +195,13 @@ def fit(
     (an Optuna pruner decided it cannot win), after the target check, so a run that got there says so.
     ``sync`` (``powertrain.run.distributed.EpochSync``) makes the ranks of a distributed run decide together
     at each epoch's end: mean training loss, clock and stop request are agreed, so every rank leaves the
-    loop at the same epoch with the same status.
+    loop at the same epoch with the same status. ``progress`` (``powertrain.run.progress``) saves the run
+    inside long epochs (one process only); the caller saves it at each epoch's end through ``on_epoch``.
+    ``state`` is updated in place, so a caller that passed one keeps every finished epoch if fit raises.
     """
-    st = state or FitState()
+    st = state if state is not None else FitState()
+    # one process: stop requests and progress saves are checked per step; ranks only at the epoch's end
+    progress = (progress or _NoProgress()) if sync is None else None
     limits = _Limits(max_epochs, target_accuracy, energy_budget_j, time_budget_s)
     t_start = time.perf_counter() - clock_offset_s
     metrics: dict[str, Any] = st.history[-1] if st.history else {}
@@ -159,10 +209,8 @@ def fit(
     model.train()
     while st.epoch < max_epochs:
         m_train, loss_sum, n_batches, preempted = _train_epoch(
-            model, task, optimizer, meter, st.epoch, scaler, stop_requested, one_process=sync is None)
-        ledger.add("train", m_train)
+            model, task, optimizer, meter, ledger, st, scaler, stop_requested, progress)
         st.steps += n_batches
-        st.train_s += m_train.time_s
         if sync is not None:
             loss_sum = sync.mean(loss_sum)  # every rank took n_batches steps
         last_loss = loss_sum.item() / max(n_batches, 1)
