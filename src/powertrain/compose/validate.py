@@ -123,8 +123,14 @@ def validate(cfg: Any) -> RunConfig:
     """
     if not isinstance(cfg, RunConfig):
         from omegaconf import OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
 
-        cfg = OmegaConf.to_object(cfg)
+        try:
+            cfg = OmegaConf.to_object(cfg)
+        except OmegaConfBaseException as e:  # e.g. ${oc.env:NOPE} in a config file: one line, not a traceback
+            key = str(getattr(e, "full_key", None) or "config")
+            raise ConfigError.relayed(f"{key} is not allowed: a value that resolves and has the key's type "
+                                      f"({str(e).splitlines()[0][:200]})", key) from None
         if not isinstance(cfg, RunConfig):  # composed without the schema (e.g. a bare dict)
             raise ConfigError("config", type(cfg).__name__, "a config composed on base_config")
     _as_paradigm(cfg)
