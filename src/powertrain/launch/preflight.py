@@ -124,7 +124,8 @@ def _task_overrides(overrides: Sequence[str]) -> list[str]:
     return [o for o in overrides if not o.startswith("hydra.")]
 
 
-def write_plan(sweep_dir: Path, batch: Sequence[Sequence[str]], first_job: int) -> None:
+def write_plan(sweep_dir: Path, batch: Sequence[Sequence[str]], first_job: int,
+               subdirs: Optional[Sequence[str]] = None) -> None:
     """Add ``batch``'s jobs to ``sweep_plan.json`` (who runs the sweep, so a reader can tell it died)."""
     import json
 
@@ -140,8 +141,24 @@ def write_plan(sweep_dir: Path, batch: Sequence[Sequence[str]], first_job: int) 
         plan = {"schema": PLAN_SCHEMA, "started_at": now_iso(), "jobs": [],
                 "run": liveness.identity(heartbeat_s=0.0, lost_after_s=365 * 86400.0)}
         plan["run"]["lost_after_s"] = max(LOST_AFTER_S, plan["run"]["lost_after_s"])  # no heartbeat: ask only
-    plan["jobs"] += [{"job": str(first_job + i), "overrides": _task_overrides(o)} for i, o in enumerate(batch)]
+    plan["jobs"] += [{"job": str(first_job + i), "dir": subdirs[i] if subdirs else str(first_job + i),
+                      "overrides": _task_overrides(o)} for i, o in enumerate(batch)]
     write_json_atomic(path, plan)
+
+
+def _subdirs(configs: Sequence[Any], first_job: int) -> Optional[list[str]]:
+    """Each job's directory under the sweep root, as its launcher will resolve ``hydra.sweep.subdir``."""
+    from omegaconf import open_dict
+
+    out = []
+    try:
+        for i, c in enumerate(configs):
+            with open_dict(c.hydra.job):
+                c.hydra.job.num = first_job + i
+            out.append(str(c.hydra.sweep.subdir))
+    except Exception:  # e.g. a subdir naming ${hydra.job.id}, known only once launched: job numbers then
+        return None
+    return out
 
 
 def check_batch(config: Any, loader: Any, batch: Sequence[Sequence[str]], first_job: int) -> None:
@@ -157,7 +174,7 @@ def check_batch(config: Any, loader: Any, batch: Sequence[Sequence[str]], first_
             shutil.rmtree(sweep_dir, ignore_errors=True)  # Hydra made it just now; nothing ran in it
         _fail([f"{bad} of {len(batch)} sweep points are not allowed; nothing was launched (each reason "
                "below, with its jobs)", *lines])
-    write_plan(Path(str(config.hydra.sweep.dir)), batch, first_job)
+    write_plan(Path(str(config.hydra.sweep.dir)), batch, first_job, _subdirs(configs, first_job))
     log.info("checked %d sweep points in %.2f s (composing %.2f s, which Hydra does anyway; checks %.2f s)",
              len(batch), time.perf_counter() - t0, t1 - t0, time.perf_counter() - t1)
 
