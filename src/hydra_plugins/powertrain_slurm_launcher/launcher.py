@@ -73,7 +73,17 @@ class PowertrainSlurmLauncher(SlurmLauncher):
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
             job_params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
 
-        jobs = executor.map_array(self, *zip(*job_params))
+        try:
+            jobs = executor.map_array(self, *zip(*job_params))
+        except Exception as e:  # sbatch refused the array (controller down, bad account): nothing submitted
+            import sys
+
+            from powertrain.launch.slurm import submission_error
+
+            name = self.config.hydra.runtime.choices.get("hydra/launcher", "slurm")
+            print(f"powertrain: error: hydra/launcher={name!r} is not allowed: a submission sbatch accepts "
+                  f"({submission_error(e)}); nothing was submitted", file=sys.stderr, flush=True)
+            sys.exit(2)
         return [self._collect(job, list(overrides), initial_job_idx + i)
                 for i, (job, overrides) in enumerate(zip(jobs, job_overrides))]
 

@@ -353,6 +353,7 @@ class RunSession:
         if self.cfg.verbose and not self.keep_previous_result:
             print_summary(self.result, self.run_dir)
         self.stop.chain()  # after checkpoint + result.json: e.g. submitit's requeue-and-exit on SIGUSR2
+        self.stop.release()  # a Ctrl-C that came while the result was written: KeyboardInterrupt now
 
     def _write_final(self) -> None:
         try:
