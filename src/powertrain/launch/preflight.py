@@ -56,7 +56,9 @@ def output_problem(directory: Path) -> Optional[str]:
     try:
         fd, tmp = tempfile.mkstemp(prefix=".powertrain-probe-", dir=existing)
         try:
-            os.write(fd, b"\0" * PROBE_BYTES)
+            block = memoryview(b"\0" * PROBE_BYTES)
+            while block:  # a write near the limit is cut short; the next one fails
+                block = block[os.write(fd, block):]
             os.fsync(fd)
         finally:
             os.close(fd)

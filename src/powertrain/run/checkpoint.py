@@ -65,7 +65,13 @@ class Checkpoint:
         fd, tmp = open_temp(self.path)
         try:
             with os.fdopen(fd, "wb") as f:
-                torch.save(snapshot, f)
+                sink = _Sink(f)
+                try:
+                    torch.save(snapshot, sink)
+                except RuntimeError:
+                    if sink.error is not None:  # torch turns the disk's OSError into a RuntimeError
+                        raise sink.error from None
+                    raise
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
@@ -124,6 +130,24 @@ class Checkpoint:
         _set_rng_state(ck["rng"])
 
 
+class _Sink:
+    """A file for ``torch.save`` that keeps the OSError of a failed write (a full disk: ENOSPC, EFBIG),
+    which torch would report as ``RuntimeError: [enforce fail at inline_container.cc] ...``."""
+
+    def __init__(self, f: Any):
+        self.f, self.error = f, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
 def _host_copy(obj: Any) -> Any:
     """``obj`` with every tensor detached and copied to the CPU (a state_dict's nested dicts and lists)."""
     import torch
@@ -155,8 +179,9 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def config_json(config: dict[str, Any]) -> str:
-    """The config as attempts of one run must share it (tracking, verbosity and resume may differ)."""
-    comparable = {k: v for k, v in config.items() if k not in ("tracking", "verbose", "resume")}
+    """The config as attempts of one run must share it (tracking, verbosity, resume and how progress is
+    saved may differ: none of them changes what is trained)."""
+    comparable = {k: v for k, v in config.items() if k not in ("tracking", "verbose", "resume", "checkpoint")}
     return json.dumps(comparable, sort_keys=True, default=str)
 
 

@@ -16,7 +16,6 @@ and the last good files stay as they were (the temporary files are removed).
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import threading
 import time
@@ -25,8 +24,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 from powertrain.results import HEARTBEAT_S, RESULT_FILE, write_result
-
-log = logging.getLogger("powertrain")
 
 
 class ProgressError(RuntimeError):
@@ -127,8 +124,8 @@ class Progress:
             what = f"{e.strerror or type(e).__name__}" + (f": {e.filename}" if e.filename else "")
             kept = (f"the last good result.json and checkpoint (after epoch {self.saved['epoch']}) are kept"
                     if self.saved else "no progress was saved before")
+            # no log line: a full disk fails the log file too; the session says it once, on stderr
             self.error = f"could not save progress after epoch {label.get('epoch')} ({what}); {kept}"
-            log.error("%s", self.error)
             return
         self.saved = dict(label)
         self._last_touch = time.monotonic()

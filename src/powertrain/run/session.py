@@ -54,6 +54,7 @@ class RunSession:
         self.prior_wall_s = 0.0
         self.keep_previous_result = False  # a refused resume leaves the earlier result.json as it was
         self.progress: Optional[Progress] = None  # the running result.json + checkpoint while training
+        self.save_failed = False  # a progress save failed (a full disk): the run stopped
         self.config_key = config_json(self.result["config"])  # what attempts of one run must share
 
     @property
@@ -153,6 +154,8 @@ class RunSession:
 
         if self.world is not None and not self.world.is_main:
             return
+        for stale in [*self.run_dir.glob(".result.json.*"), *self.run_dir.glob(".checkpoint.pt.*")]:
+            stale.unlink(missing_ok=True)  # half-written by an attempt killed while saving: ours to clear now
         every_s = self.cfg.checkpoint.every_s
         # silence longer than this reads as dead where the writer cannot be asked (another host, no Slurm)
         lost_after_s = max(LOST_AFTER_S, 3 * every_s) if self.cfg.checkpoint.progress else LOST_AFTER_S
@@ -311,7 +314,12 @@ class RunSession:
     def failed(self, err: BaseException) -> None:
         """Record an exception that ends the run (it becomes status ``failed``; result.json still follows)."""
         if isinstance(err, ProgressError):
+            import logging
+
             self.result["error"] = str(err)
+            self.save_failed = True
+            # the log file is on the same full disk: its handler must not print a traceback per line
+            logging.raiseExceptions = False
         else:
             self.result["error"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".strip()
             self.result["traceback"] = traceback.format_exc()
@@ -356,12 +364,18 @@ class RunSession:
         self.stop.release()  # a Ctrl-C that came while the result was written: KeyboardInterrupt now
 
     def _write_final(self) -> None:
+        """The last write of result.json; on a full or read-only disk, one line says what is kept."""
         try:
             write_result(self.run_dir, self.result)
-        except OSError as e:  # a full or read-only disk: the last good save is the record, and says so
+        except OSError as e:  # the last good save is the record, and says so
             saved = self.progress.saved if self.progress is not None else None
             kept = (f"the last good one (after epoch {saved['epoch']}) is kept: it reads lost, and "
                     f"resume={self.run_dir} continues it" if saved else "no earlier one was saved")
-            self.result["error"] = f"result.json not written ({e.strerror or e}); {kept}"
+            first = f"{self.result['error']}; " if self.save_failed else ""
+            self.result["error"] = f"{first}result.json not written ({e.strerror or e}); {kept}"
             self.result["status"] = "failed"
             print(f"powertrain: error: {self.result['error']}", file=sys.stderr, flush=True)
+            return
+        if self.save_failed:
+            print(f"powertrain: error: {self.result['error']}; the run stopped there (result.json: failed; "
+                  f"resume={self.run_dir} continues it)", file=sys.stderr, flush=True)
