@@ -71,3 +71,22 @@ def test_a_run_killed_inside_a_long_epoch_kept_the_joules_of_that_epoch(tmp_path
     final = result_json(run_dir)
     assert final["status"] == "completed" and final["metrics"]["epochs"] == 2
     assert final["energy"]["train_j"] > result["energy"]["train_j"]
+
+
+def test_a_distributed_run_whose_rank_0_is_killed_keeps_its_epochs(tmp_path: Path) -> None:
+    from test_distributed import _children
+
+    run_dir = tmp_path / "run"
+    args = ["dataset=digits", "max_epochs=500", "batch_size=64", "hardware=cpu", "distributed.nproc_per_node=2",
+            f"hydra.run.dir={run_dir}"]
+    run = Run(args, tmp_path)
+    run.wait_line("epoch   2/500")
+    wait_for(lambda: (result_json(run_dir) or {}).get("metrics", {}).get("epochs", 0) >= 1, "an epoch saved",
+             proc=run.proc)
+    os.kill(_children(run.proc.pid)[0], signal.SIGKILL)  # rank 0: the one that writes for the run
+    assert run.finish() == 1
+    result = result_json(run_dir)  # the launcher, which outlives its ranks, names the dead one
+    assert result["status"] == "failed" and result["error"].startswith("rank 0 died (signal SIGKILL)")
+    epochs = result["metrics"]["epochs"]
+    assert epochs >= 1 and [h["epoch"] for h in result["history"]] == list(range(1, epochs + 1))
+    assert result["energy"]["total_j"] > 0
