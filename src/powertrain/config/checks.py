@@ -133,6 +133,7 @@ FIELD_CHECKS: dict[str, Check] = {
     "distributed.backend": one_of(("auto", "gloo", "nccl")),
     "distributed.timeout_s": positive,
     "checkpoint.every_s": positive,
+    "checkpoint.min_interval_s": non_negative,
     "batch_size": at_least(1),
     "eval_batch_size": at_least(1),
     "max_epochs": lambda v: at_least(1)(v) or (None if v <= MAX_EPOCHS else f"an integer in [1, {MAX_EPOCHS}] "

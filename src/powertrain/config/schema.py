@@ -190,6 +190,7 @@ class CheckpointConfig:
 
     progress: bool = True  # false: written only at the end and on SIGTERM/SIGUSR2/Ctrl-C (a kill -9 loses all)
     every_s: float = 300.0  # inside an epoch too, once this long has passed since the last save
+    min_interval_s: float = 1.0  # epochs ending sooner after a save are saved with a later one
 
 
 @dataclass

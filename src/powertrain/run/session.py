@@ -55,6 +55,7 @@ class RunSession:
         self.keep_previous_result = False  # a refused resume leaves the earlier result.json as it was
         self.progress: Optional[Progress] = None  # the running result.json + checkpoint while training
         self.save_failed = False  # a progress save failed (a full disk): the run stopped
+        self.snapshot_s = 0.0  # time the training thread spent taking snapshots for progress saves
         self.config_key = config_json(self.result["config"])  # what attempts of one run must share
 
     @property
@@ -161,7 +162,8 @@ class RunSession:
         lost_after_s = max(LOST_AFTER_S, 3 * every_s) if self.cfg.checkpoint.progress else LOST_AFTER_S
         self.result["run"].update(liveness.identity(self.progress_heartbeat_s, lost_after_s))
         self.progress = Progress(self.run_dir, every_s, Checkpoint(self.run_dir).write,
-                                 heartbeat_s=self.progress_heartbeat_s)
+                                 heartbeat_s=self.progress_heartbeat_s,
+                                 min_interval_s=self.cfg.checkpoint.min_interval_s)
         self.progress.on_mid_epoch = self._save_mid_epoch
         self.progress.write_now(self._running_result(None))
         self.progress.start()
@@ -200,7 +202,8 @@ class RunSession:
             self.say(f"epoch {row['epoch']:>3}/{cfg.max_epochs}  loss {row['train_loss']:.4f}  "
                      f"acc {row['accuracy'] * 100:6.2f}%  energy {row['energy_j']:9.1f} J  "
                      f"time {row['wall_s']:7.2f} s")
-            if row["epoch"] < cfg.max_epochs:  # after the last epoch the final save follows at once
+            # after the last epoch the final save follows at once; short epochs are saved a second apart
+            if row["epoch"] < cfg.max_epochs and self.progress is not None and self.progress.should_save():
                 self._save_progress(None)
             return None if pruning is None else pruning.report(row["epoch"], row["accuracy"])
 
@@ -301,10 +304,12 @@ class RunSession:
         if self.progress is None or not self.cfg.checkpoint.progress:
             return
         self.progress.check()  # a save that failed since: stop, the last good files are the record
+        t0 = time.perf_counter()
         t, st = self.training, self.state
         ck = Checkpoint.snapshot(t.setup.model, t.optimizer, t.scheduler, st, self.ledger,
                                  self.attempts + [self._this_attempt("running")], "running", self.config_key)
         self.progress.submit(self._running_result(steps_in_epoch), ck, {"epoch": st.epoch, "steps": steps_in_epoch})
+        self.snapshot_s += time.perf_counter() - t0  # the training thread's share of saving
 
     def _save_mid_epoch(self, steps: int) -> None:
         self._save_progress(steps)
@@ -347,6 +352,8 @@ class RunSession:
             self.progress.close()  # a pending save first: the final result.json must be the last write
             if self.progress.error and self.result["status"] != "failed":
                 self.result["progress_error"] = self.progress.error
+            # what the saves while training cost: the snapshots on this thread, the writer's time beside it
+            self.result["progress"] = {**self.progress.stats(), "snapshot_s": self.snapshot_s}
         wall_s = time.perf_counter() - self.t0 + self.prior_wall_s
         profile = None if self.dev is None else self.dev.profile
         fill_result(self.result, self.cfg, self._fit_view(), self.ledger, wall_s, self.intensity, profile)
