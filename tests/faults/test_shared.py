@@ -89,3 +89,20 @@ def test_a_killed_sweep_lists_the_lost_job_and_those_that_never_started(tmp_path
     df = load_sweep(sweep)  # the sweep's process is gone: its unstarted job is missing, not pending
     assert list(df["status"]) == ["completed", "lost", "missing"]
     assert len(df["history"][1]) == rows["1"]["epochs"]
+
+
+def test_a_second_run_in_the_directory_of_a_live_one_is_refused(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    first = Run([*SMALL, "max_epochs=500", f"hydra.run.dir={run_dir}"], tmp_path)
+    first.wait_line("epoch   1/500")  # alive, and its result.json says running
+    second = Run([*SMALL, "max_epochs=500", f"hydra.run.dir={run_dir}"], tmp_path)
+    assert second.finish() == 2
+    err = second.stderr().strip()
+    assert err.startswith(f"powertrain: error: hydra.run.dir='{run_dir}' is not allowed: a directory no live run "
+                          "is using") and "\n" not in err, err
+    assert first.proc.poll() is None  # the first run never noticed: still training, its files its own
+    assert result_json(run_dir)["status"] == "running" and result_json(run_dir)["run"]["pid"] == first.proc.pid
+    os.kill(first.proc.pid, signal.SIGTERM)
+    assert first.finish() == 1
+    final = result_json(run_dir)
+    assert final["status"] == "preempted" and final["run"]["attempts"] == 1 and final["metrics"]["epochs"] >= 1

@@ -41,7 +41,7 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
     except ConfigError as e:
         session.result["error"] = str(e)
         # a refused resume leaves the preempted run's result.json (and checkpoint) as they were
-        session.keep_previous_result = e.key == "resume"
+        session.keep_previous_result = e.key in ("resume", "hydra.run.dir")  # or a live run's
         raise
     except KeyboardInterrupt:  # a second Ctrl-C, or one before training: result.json still follows
         session.interrupted()

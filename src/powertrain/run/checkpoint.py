@@ -97,12 +97,12 @@ class Checkpoint:
         asked (``explicit``: ``resume=<dir>``); ``missing``/unreadable results go by the checkpoint's own
         status. Raises ConfigError for another config, or for a directory a live run is training in.
         """
-        if not self.path.exists():
-            return None
-        if status == "running":
+        if status == "running":  # before its first save too: two runs must never share the files
             raise ConfigError("hydra.run.dir", str(self.path.parent),
                               "a directory no live run is using (its result.json says running, and its "
                               "process is alive; wait for it, or choose another run directory)")
+        if not self.path.exists():
+            return None
         ck = self.load()
         own = ck.get("status")
         ok = (status in RESUMABLE or (status == "failed" and explicit and own in ("running", "preempted"))
