@@ -17,7 +17,9 @@ A task that was preempted, checkpointed and requeued, whose requeued attempt the
 (Slurm could not start it, it was cancelled while pending, or it was killed before the end), still has
 the ``preempted`` result.json of the earlier attempt. That file is kept (its metrics and joules are
 real and its checkpoint can be resumed), but its ``error`` now says what became of the requeue, with
-the Slurm state, so the row does not look like a plain preemption.
+the Slurm state, so the row does not look like a plain preemption. A task killed while it trained left
+its last progress save (status ``running``): that file becomes ``lost`` with the Slurm state as its error,
+keeping the energy, metrics and history saved, and resumable with ``resume=<job_dir>``.
 """
 
 from __future__ import annotations
@@ -149,6 +151,15 @@ def _record(job: Any, job_dir: Path, overrides: list[str], error: str) -> tuple[
     except (OSError, ValueError):  # not powertrain's (its writes are atomic): the row says failed too
         return "failed", f"{error}; its result.json is unreadable"
     status = str(result.get("status", "failed"))
+    if status == "running":  # killed while it trained (OOM, node lost): its last progress save is the record
+        epochs = (result.get("metrics") or {}).get("epochs") or 0
+        error = f"lost: {error}; its last save (after epoch {epochs}) is kept"
+        if (job_dir / "checkpoint.pt").exists():
+            error += f", resume it with resume={job_dir}"
+        result["status"], result["error"] = "lost", error
+        result.setdefault("run", {})["slurm_job_id"] = str(job.job_id)
+        write_result(job_dir, result)
+        return "lost", error
     if status != "preempted":
         return status, result.get("error") or error
     recorded = int((result.get("run") or {}).get("attempts") or 1)

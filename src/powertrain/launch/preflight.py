@@ -36,6 +36,7 @@ from powertrain.config.errors import ConfigError
 log = logging.getLogger("powertrain")
 PLAN_FILE = "sweep_plan.json"  # schema powertrain.sweep_plan/1, read by report.summary
 PLAN_SCHEMA = "powertrain.sweep_plan/1"
+NEVER_S = 365 * 86400.0
 PROBE_BYTES = 4096  # a full disk can still create an empty file: the probe writes a block
 
 
@@ -132,7 +133,7 @@ def write_plan(sweep_dir: Path, batch: Sequence[Sequence[str]], first_job: int,
     import json
 
     from powertrain import liveness
-    from powertrain.results import LOST_AFTER_S, now_iso, write_json_atomic
+    from powertrain.results import now_iso, write_json_atomic
 
     path = Path(sweep_dir) / PLAN_FILE
     plan: dict[str, Any] = {}
@@ -140,9 +141,9 @@ def write_plan(sweep_dir: Path, batch: Sequence[Sequence[str]], first_job: int,
         with contextlib.suppress(OSError, ValueError):
             plan = json.loads(path.read_text())
     if not plan:
+        # no heartbeat refreshes this file: its writer is asked (same host, Slurm job), never timed out
         plan = {"schema": PLAN_SCHEMA, "started_at": now_iso(), "jobs": [],
-                "run": liveness.identity(heartbeat_s=0.0, lost_after_s=365 * 86400.0)}
-        plan["run"]["lost_after_s"] = max(LOST_AFTER_S, plan["run"]["lost_after_s"])  # no heartbeat: ask only
+                "run": liveness.identity(heartbeat_s=0.0, lost_after_s=NEVER_S)}
     plan["jobs"] += [{"job": str(first_job + i), "dir": subdirs[i] if subdirs else str(first_job + i),
                       "overrides": _task_overrides(o)} for i, o in enumerate(batch)]
     write_json_atomic(path, plan)

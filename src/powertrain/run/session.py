@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import Any, Optional
 
 from powertrain.config import RunConfig
-from powertrain.results import LOST_AFTER_S, RESUMABLE, USABLE, load_result, now_iso, skeleton, write_result
+from powertrain.results import (
+    HEARTBEAT_S,
+    LOST_AFTER_S,
+    RESUMABLE,
+    USABLE,
+    load_result,
+    now_iso,
+    skeleton,
+    write_result,
+)
 from powertrain.run.build import Device, Training, build_training, make_meter, open_device
 from powertrain.run.checkpoint import Checkpoint, config_json
 from powertrain.run.fill import fill_result, print_summary
@@ -134,6 +143,7 @@ class RunSession:
         from powertrain.config import ConfigError
 
         decision: Any = None
+        ck = None
         if self.world is None or self.world.is_main:
             try:
                 _, status, _ = load_result(self.run_dir)  # "lost" when a dead run's file still says running
@@ -146,7 +156,9 @@ class RunSession:
             decision = self.dist.broadcast(decision)
         if isinstance(decision, ConfigError):
             raise decision
-        return Checkpoint(self.run_dir).load() if decision else None
+        if ck is None and decision:  # another rank: read the checkpoint rank 0 chose
+            ck = Checkpoint(self.run_dir).load()
+        return ck
 
     def _start_progress(self) -> None:
         """The first running result.json (who writes it, for readers that ask whether it lives), then the
@@ -157,18 +169,14 @@ class RunSession:
             return
         for stale in [*self.run_dir.glob(".result.json.*"), *self.run_dir.glob(".checkpoint.pt.*")]:
             stale.unlink(missing_ok=True)  # half-written by an attempt killed while saving: ours to clear now
-        every_s = self.cfg.checkpoint.every_s
-        # silence longer than this reads as dead where the writer cannot be asked (another host, no Slurm)
-        lost_after_s = max(LOST_AFTER_S, 3 * every_s) if self.cfg.checkpoint.progress else LOST_AFTER_S
-        self.result["run"].update(liveness.identity(self.progress_heartbeat_s, lost_after_s))
-        self.progress = Progress(self.run_dir, every_s, Checkpoint(self.run_dir).write,
-                                 heartbeat_s=self.progress_heartbeat_s,
-                                 min_interval_s=self.cfg.checkpoint.min_interval_s)
+        # the heartbeat (result.json's mtime) is refreshed by the writer's thread whatever the run is doing;
+        # silence for LOST_AFTER_S reads as dead where the writer cannot be asked (another host, no Slurm)
+        self.result["run"].update(liveness.identity(HEARTBEAT_S, LOST_AFTER_S))
+        self.progress = Progress(self.run_dir, self.cfg.checkpoint.every_s, Checkpoint(self.run_dir).write,
+                                 heartbeat_s=HEARTBEAT_S, min_interval_s=self.cfg.checkpoint.min_interval_s)
         self.progress.on_mid_epoch = self._save_mid_epoch
         self.progress.write_now(self._running_result(None))
         self.progress.start()
-
-    progress_heartbeat_s = 30.0
 
     def _idle_baseline(self) -> None:
         if self.cfg.energy.idle_baseline_s <= 0:
