@@ -65,6 +65,25 @@ def test_a_sweep_with_a_bad_point_is_refused_whole_before_any_job(cli: Callable[
     assert not list((tmp_path / "multirun").glob("*/*/*"))  # no job directory, no sweep left behind
 
 
+@pytest.mark.parametrize("grid, reason", [
+    (["hardware.device=cpu,cuda"], "hardware.device='cuda' is not allowed: cpu or auto on a machine without a CUDA GPU"),
+    (["dataset=digits,mnist", "dataset.root=/nonexistent"], "dataset.root='/nonexistent' is not allowed"),
+    (["distributed.nproc_per_node=1,3"], "batch_size=64 is not allowed: a multiple of the world size 3"),
+], ids=["no-gpu", "no-dataset-files", "ddp-divisibility"])
+def test_checks_that_wait_for_a_job_are_made_before_the_first(cli: Callable[..., Any], tmp_path: Path,
+                                                              grid: list[str], reason: str) -> None:
+    import torch
+
+    if "cuda" in grid[0] and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    p = cli("-m", *grid, *TINY, cwd=tmp_path)
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert lines[0].startswith("powertrain: error: 1 of 2 sweep points are not allowed; nothing was launched")
+    assert len(lines) == 2 and lines[1].startswith(f"powertrain: error: {reason}") and "[job 1:" in lines[1], p.stderr
+    assert not list((tmp_path / "multirun").glob("*/*/*"))
+
+
 def test_a_job_that_fails_is_a_row_and_the_sweep_exits_1(cli: Callable[..., Any], tmp_path: Path) -> None:
     # Hydra's own basic sweeper checks a job only when it starts: the failed job is a row, the others run
     p = cli("-m", "hydra/sweeper=basic", "optimizer=sgd,adam", "optimizer.nesterov=true",
