@@ -32,7 +32,7 @@ from powertrain.data import load_dataset
 from powertrain.energy import Ledger, build_meter
 from powertrain.models import create_model
 from powertrain.train import ClassificationTask, fit
-from powertrain.train.progress import Progress
+from powertrain.train.display import ProgressLine
 
 BATCH, LR, MOMENTUM = 64, 0.05, 0.9
 
@@ -46,9 +46,9 @@ def framework(model: torch.nn.Module, data, epochs: int, progress: bool = False)
     meter = build_meter(EnergyConfig(), "cpu")
     meter.start()
     sink = io.StringIO()
-    bar = Progress(epochs, BATCH, show=lambda line: sink.write("\r" + line), width=120) if progress else None
+    bar = ProgressLine(epochs, BATCH, show=lambda line: sink.write("\r" + line), width=120) if progress else None
     t0, c0 = time.perf_counter(), time.process_time()
-    fit(model, task, opt, meter, Ledger(), max_epochs=epochs, progress=bar)
+    fit(model, task, opt, meter, Ledger(), max_epochs=epochs, display=bar)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     meter.close()
     return wall, cpu

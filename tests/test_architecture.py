@@ -111,7 +111,7 @@ def test_layers_import_downwards_only() -> None:
 
 def test_the_top_level_is_a_few_modules_beside_the_packages() -> None:
     flat = sorted(p.name for p in SRC.glob("*.py"))
-    assert flat == ["__init__.py", "__main__.py", "console.py", "experiments.py", "meter.py", "results.py"]
+    assert flat == ["__init__.py", "__main__.py", "console.py", "experiments.py", "meter.py"]
     for pkg in (p for p in SRC.iterdir() if p.is_dir() and (p / "__init__.py").exists()):
         doc = ast.get_docstring(ast.parse((pkg / "__init__.py").read_text())) or ""
         assert len(doc) > 80, f"{pkg.name}/__init__.py must say what the package owns"

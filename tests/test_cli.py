@@ -29,16 +29,38 @@ BAD_INPUTS = [
      r"dataset\.root='/nonexistent' is not allowed: an existing directory .*dataset\.download=true"),
     (["optimizer.lrr=1"], r"optimizer\.lrr='1' is not allowed: an existing config key \(did you mean optimizer\.lr\?\)"),
     (["-m", "batch_size=32,0"], r"batch_size=0 is not allowed: an integer >= 1"),
+    # numbers beyond their type, environment interpolations, unknown Hydra group options, non-ASCII,
+    # long values: each one line before any work (issue 22)
+    ([f"optimizer.lr={10**400 + 1}"], r"optimizer\.lr=1000000000\d*… \(401 characters\) is not allowed: a value "
+                                     r"of type number within its range$"),
+    (["batch_size=99999999999999999999"], r"batch_size=99999999999999999999 is not allowed: an integer that fits "
+                                          r"in 64 bits"),
+    (["optimizer.lr=1e999"], r"optimizer\.lr=inf is not allowed: a finite number > 0"),
+    (["optimizer.lr=${oc.env:POWERTRAIN_TEST_NOPE}"], r"optimizer\.lr='\$\{oc\.env:POWERTRAIN_TEST_NOPE\}' is "
+     r"not allowed: an interpolation that resolves to a value of type number \(Environment variable "
+     r"'POWERTRAIN_TEST_NOPE' not found\)"),
+    (["optimizer.lr=${oc.env:HOME}"], r"optimizer\.lr='\$\{oc\.env:HOME\}' is not allowed: an interpolation that "
+     r"resolves to a value of type number \(.*could not be converted to Float\)"),
+    (["-m", "optimizer.lr=0.1,${oc.env:POWERTRAIN_TEST_NOPE}"], r"optimizer\.lr='\$\{oc\.env:POWERTRAIN_TEST_NOPE"),
+    (["-m", "hydra/launcher=nope"], r"hydra/launcher='nope' is not allowed: one of basic, .*submitit_slurm"),
+    (["-m", "hydra/sweeper=optun"], r"hydra/sweeper='optun' is not allowed: one of .*\(did you mean 'optuna'\?\)"),
+    (["model.name=héllo"], r"model\.name='héllo' is not allowed: a value in quotes when it holds characters beyond "
+                           r"ASCII: model\.name='héllo'"),
+    (["optimizer.name=" + "x" * 20000], r"optimizer\.name='x{100,}… \(20000 characters\) is not allowed: one of sgd"),
+    (["model=mlp", "model.hidden_sizes=[64,0]"], r"model\.hidden_sizes=\[64, 0\] is not allowed: a list of values, "
+                                                 r"each an integer >= 1"),
+    (["max_epochs=1000000"], r"max_epochs=1000000 is not allowed: an integer in \[1, 100000\]"),
 ]
 
 
-@pytest.mark.parametrize(("args", "expected"), BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+@pytest.mark.parametrize(("args", "expected"), BAD_INPUTS, ids=[" ".join(a)[:60] for a, _ in BAD_INPUTS])
 def test_bad_input_exits_2_with_one_line(cli, tmp_path, args, expected):
     p = cli(*args, cwd=tmp_path)
     assert p.returncode == 2, p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1, p.stderr
     assert re.match(r"powertrain: error: " + expected, lines[0]), lines[0]
+    assert len(lines[0]) < 400  # a long value is echoed cut
     assert "Traceback" not in p.stderr + p.stdout
     # nothing trained: no result claims success (a failure found after composing is recorded as failed)
     assert all(r["status"] == "failed" and r["error"] for r in _results(tmp_path))
@@ -71,7 +93,7 @@ def test_console_script_trains_from_another_directory(cli, tmp_path):
     out = p.stdout
     assert re.search(r"^epoch +1/2 +loss \d+\.\d+ +acc +\d+\.\d\d% +energy +\d+\.\d J", out, re.M), out
     assert re.search(r"^epoch +2/2 ", out, re.M)
-    assert "status: completed" in out and re.search(r"^energy: \d+\.\d J", out, re.M)
+    assert "status: completed" in out and re.search(r"^energy: \d+\.\d+ J", out, re.M)  # small: 3 digits
     path = Path(re.search(r"^result: (.+)$", out, re.M).group(1))
     # Hydra's output dir is relative to where the user stands, not to the package
     assert path.is_file() and tmp_path in path.parents

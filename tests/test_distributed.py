@@ -231,6 +231,8 @@ def test_a_rank_that_dies_fails_the_run_naming_it(tmp_path: Path) -> None:
     assert result["error"].startswith("rank 1 died (signal SIGKILL)")
     assert result["distributed"]["failed_rank"] == 1
     assert result["energy"]["total_j"] > 0  # rank 0 kept the joules of the epochs before
+    epochs = result["metrics"]["epochs"]  # and what they trained: the failure keeps its history
+    assert epochs >= 1 and [h["epoch"] for h in result["history"]] == list(range(1, epochs + 1))
     assert "rank 1 died (signal SIGKILL)" in stderr
 
 

@@ -102,11 +102,21 @@ def test_query_sinfo_asks_for_the_partition_columns(tmp_path: Path, monkeypatch:
 
 def test_failing_sinfo_skips_with_its_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                             caplog: pytest.LogCaptureFixture) -> None:
-    script = 'echo "slurm_load_partitions: Unable to contact slurm controller" >&2; exit 1\n'
+    script = 'echo "sinfo: error: Invalid user for SlurmUser" >&2; exit 1\n'
     monkeypatch.setenv("PATH", _fake_sinfo(tmp_path / "bin", script))
     with caplog.at_level("WARNING", logger="powertrain"):
         assert sc.query_sinfo() is None
-    assert "sinfo failed (slurm_load_partitions: Unable to contact slurm controller)" in caplog.text
+    assert "sinfo failed (sinfo: error: Invalid user for SlurmUser)" in caplog.text
+
+
+def test_an_unreachable_controller_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # sbatch would fail the same way, deep inside submitit: say it before anything is submitted
+    script = 'echo "slurm_load_partitions: Unable to contact slurm controller (connect failure)" >&2; exit 1\n'
+    monkeypatch.setenv("PATH", _fake_sinfo(tmp_path / "bin", script))
+    with pytest.raises(sc.ConfigError) as e:
+        sc.query_sinfo()
+    assert str(e.value).startswith("hydra/launcher='slurm' is not allowed: a Slurm cluster whose controller "
+                                   "answers (sinfo: slurm_load_partitions: Unable to contact slurm controller")
 
 
 def _launcher_cfg(target: str, **values: object) -> object:
@@ -121,7 +131,7 @@ def sinfo_calls(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     has sinfo, so the callback's choice to ask it is what is tested)."""
     calls: list[float] = []
 
-    def fake_query(timeout_s: float = sc.SINFO_TIMEOUT_S) -> str:
+    def fake_query(timeout_s: float = sc.SINFO_TIMEOUT_S, **kwargs: object) -> str:
         calls.append(timeout_s)
         return SINFO
 

@@ -113,3 +113,21 @@ def test_result_of_the_last_attempt_is_left_alone(tmp_path: Path) -> None:
     value, _ = _collect(tmp_path, FakeJob(tmp_path / "log", "CANCELLED by 0", starts=1))
     assert value["status"] == "completed"
     assert (job_dir / "result.json").read_bytes() == before
+
+
+def test_a_task_killed_while_training_keeps_its_last_save_as_lost(tmp_path: Path) -> None:
+    job_dir = tmp_path / "sweep" / "0"
+    result = skeleton(job_dir, OVERRIDES, {"max_epochs": 100})
+    result["status"] = "running"  # the progress save of epoch 4, then the OOM killer
+    result["metrics"]["epochs"], result["energy"]["total_j"] = 4, 55.5
+    result["history"] = [{"epoch": e} for e in range(1, 5)]
+    write_result(job_dir, result)
+    (job_dir / "checkpoint.pt").write_bytes(b"ck")
+    value, _ = _collect(tmp_path, FakeJob(tmp_path / "log", "OUT_OF_MEMORY", starts=1))
+    want = (f"lost: Slurm job 7_0 ended OUT_OF_MEMORY without a result; its last save (after epoch 4) is kept, "
+            f"resume it with resume={job_dir}")
+    assert value == {"status": "lost", "error": want, "dir": str(job_dir)}
+    r = json.loads((job_dir / "result.json").read_text())
+    assert r["status"] == "lost" and r["error"] == want and len(r["history"]) == 4
+    row = row_from_job(job_dir, tmp_path / "sweep")
+    assert (row["status"], row["energy_j"]) == ("lost", 55.5)  # its joules count in the campaign

@@ -49,15 +49,50 @@ def test_local_grid_writes_every_result_and_a_summary(cli: Callable[..., Any], t
     assert "job  status" in p.stdout and "optimizer=adam batch_size=256" in p.stdout
 
 
-def test_a_failing_job_is_a_row_with_its_status(cli: Callable[..., Any], tmp_path: Path) -> None:
-    # nesterov is valid for sgd (with momentum) but not for adam: the adam job fails at validation
-    p = cli("-m", "optimizer=sgd,adam", "optimizer.nesterov=true", "optimizer.momentum=0.9", *TINY,
-            cwd=tmp_path)
-    assert p.returncode == 0, p.stderr  # the sweep itself completes
+def test_a_sweep_with_a_bad_point_is_refused_whole_before_any_job(cli: Callable[..., Any], tmp_path: Path) -> None:
+    # nesterov is valid for sgd (with momentum) but not for adam; conv_blocks=10 does not fit 8x8 digits
+    # (found only by building the model on the data's shape): every bad point is listed, nothing runs
+    p = cli("-m", "optimizer=sgd,adam", "model.conv_blocks=2,10", "optimizer.nesterov=true",
+            "optimizer.momentum=0.9", *TINY, cwd=tmp_path)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert lines[0] == ("powertrain: error: 3 of 4 sweep points are not allowed; nothing was launched (each "
+                        "reason below, with its jobs)")
+    assert any("model.conv_blocks=10 is not allowed: at most 3 for 8×8 inputs" in ln and "[job 1:" in ln
+               for ln in lines), p.stderr
+    assert any("optimizer.nesterov=True is not allowed" in ln and "[jobs 2, 3:" in ln for ln in lines), p.stderr
+    assert all(ln.startswith("powertrain: error: ") for ln in lines)
+    assert not list((tmp_path / "multirun").glob("*/*/*"))  # no job directory, no sweep left behind
+
+
+@pytest.mark.parametrize("grid, reason", [
+    (["hardware.device=cpu,cuda"], "hardware.device='cuda' is not allowed: cpu or auto on a machine without a CUDA GPU"),
+    (["dataset=digits,mnist", "dataset.root=/nonexistent"], "dataset.root='/nonexistent' is not allowed"),
+    (["distributed.nproc_per_node=1,3"], "batch_size=64 is not allowed: a multiple of the world size 3"),
+], ids=["no-gpu", "no-dataset-files", "ddp-divisibility"])
+def test_checks_that_wait_for_a_job_are_made_before_the_first(cli: Callable[..., Any], tmp_path: Path,
+                                                              grid: list[str], reason: str) -> None:
+    import torch
+
+    if "cuda" in grid[0] and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    p = cli("-m", *grid, *TINY, cwd=tmp_path)
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert lines[0].startswith("powertrain: error: 1 of 2 sweep points are not allowed; nothing was launched")
+    assert len(lines) == 2 and lines[1].startswith(f"powertrain: error: {reason}") and "[job 1:" in lines[1], p.stderr
+    assert not list((tmp_path / "multirun").glob("*/*/*"))
+
+
+def test_a_job_that_fails_is_a_row_and_the_sweep_exits_1(cli: Callable[..., Any], tmp_path: Path) -> None:
+    # Hydra's own basic sweeper checks a job only when it starts: the failed job is a row, the others run
+    p = cli("-m", "hydra/sweeper=basic", "optimizer=sgd,adam", "optimizer.nesterov=true",
+            "optimizer.momentum=0.9", *TINY, cwd=tmp_path)
+    assert p.returncode == 1, p.stderr  # a job gave no result: the sweep says so in its exit code
     rows = _summary(_sweep_dir(tmp_path))["rows"]
     assert [r["status"] for r in rows] == ["completed", "failed"]
     assert "nesterov" in rows[1]["error"]
-    assert "failed" in p.stdout
+    assert "jobs that gave no result: 1: job 1 failed (optimizer.nesterov" in p.stdout
 
 
 def _result(d: Path) -> dict[str, Any]:
@@ -146,7 +181,7 @@ def test_optuna_tpe_reads_failed_trials_as_fail(cli: Callable[..., Any], tmp_pat
     # adam + nesterov fails at validation: that trial is FAIL in the study and a failed row, not a crash
     p = cli(*OPTUNA, "hydra.sweeper.sampler=tpe", "hydra.sweeper.n_trials=3", "optimizer=sgd,adam",
             "optimizer.nesterov=true", "optimizer.momentum=0.9", cwd=tmp_path)
-    assert p.returncode == 0, p.stderr
+    assert p.returncode == 1, p.stderr  # the search went on; its exit code says some trials failed
     study = json.loads((_sweep_dir(tmp_path) / "optuna_study.json").read_text())
     assert len(study["trials"]) == 3
     assert {t["params"]["optimizer"] for t in study["trials"]} == {"sgd", "adam"}  # seed 0 tries both

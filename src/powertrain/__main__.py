@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from powertrain.config.errors import ConfigError
+from powertrain.results import EXIT_INTERRUPTED
 
 
 def _fail(err: ConfigError | str) -> None:
@@ -99,6 +100,8 @@ def task(dcfg: Any) -> Any:
         code = exit_code(result["status"])
         if code:
             sys.exit(code)
+    elif result["status"] == "interrupted":  # Ctrl-C stops the sweep too, after this job's result.json
+        raise KeyboardInterrupt
     return {"status": result["status"], "accuracy": result["metrics"]["final_accuracy"],
             "energy_j": result["energy"]["total_j"], "dir": str(run_dir)}
 
@@ -194,7 +197,16 @@ def main() -> None:
     if any(a.lstrip("+") in ("predict=true", "predict=True") for a in sys.argv[1:]):
         sys.argv.append("hydra.output_subdir=null")  # a prediction leaves no job dirs behind to report on
     _compose_once(sys.argv[1:])
-    hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)()
+    from powertrain.launch import callback
+
+    try:
+        hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)()
+    except KeyboardInterrupt:
+        # Ctrl-C outside a run's training (which ends the run itself, status interrupted) or in a sweep
+        print(f"powertrain: interrupted (Ctrl-C){callback.interrupted_sweep()}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_INTERRUPTED)
+    if callback.BROKEN_JOBS:  # a sweep whose jobs did not all give a result: the summary says which
+        sys.exit(1)
 
 
 if __name__ == "__main__":

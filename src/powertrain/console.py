@@ -16,6 +16,15 @@ _log = logging.getLogger("powertrain.out")
 _shown = {"width": 0}  # the width of the progress line on screen (0: none)
 
 
+class JobLogFile(logging.FileHandler):
+    """The job log's file handler (conf/hydra/job_logging/powertrain.yaml): a copy of the run's lines, so a
+    write that fails (a full disk, a file-size limit) is dropped quietly instead of printing logging's
+    traceback for every line; the run itself reports the disk problem once, in one line."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        pass
+
+
 def say(text: str) -> None:
     """Print ``text`` (flushed) and write it to the job's log file when Hydra configured one."""
     clear_line()  # a progress line in place on the terminal gives way to the line
@@ -60,4 +69,4 @@ def num(x: float, decimals: int = 1, digits: int = 3) -> str:
     return f"{x:.{places}f}"
 
 
-__all__ = ["clear_line", "is_terminal", "num", "say", "show_line"]
+__all__ = ["JobLogFile", "clear_line", "is_terminal", "num", "say", "show_line"]

@@ -17,7 +17,9 @@ A task that was preempted, checkpointed and requeued, whose requeued attempt the
 (Slurm could not start it, it was cancelled while pending, or it was killed before the end), still has
 the ``preempted`` result.json of the earlier attempt. That file is kept (its metrics and joules are
 real and its checkpoint can be resumed), but its ``error`` now says what became of the requeue, with
-the Slurm state, so the row does not look like a plain preemption.
+the Slurm state, so the row does not look like a plain preemption. A task killed while it trained left
+its last progress save (status ``running``): that file becomes ``lost`` with the Slurm state as its error,
+keeping the energy, metrics and history saved, and resumable with ``resume=<job_dir>``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,11 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import OmegaConf, open_dict
 
+from powertrain.config.paths import register_resolvers
+
 log = logging.getLogger(__name__)
+# a task unpickles this launcher and resolves hydra.sweep.dir again: ${powertrain.unique:} must exist there
+register_resolvers()
 
 
 class PowertrainSlurmLauncher(SlurmLauncher):
@@ -69,7 +75,17 @@ class PowertrainSlurmLauncher(SlurmLauncher):
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
             job_params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
 
-        jobs = executor.map_array(self, *zip(*job_params))
+        try:
+            jobs = executor.map_array(self, *zip(*job_params))
+        except Exception as e:  # sbatch refused the array (controller down, bad account): nothing submitted
+            import sys
+
+            from powertrain.launch.slurm import submission_error
+
+            name = self.config.hydra.runtime.choices.get("hydra/launcher", "slurm")
+            print(f"powertrain: error: hydra/launcher={name!r} is not allowed: a submission sbatch accepts "
+                  f"({submission_error(e)}); nothing was submitted", file=sys.stderr, flush=True)
+            sys.exit(2)
         return [self._collect(job, list(overrides), initial_job_idx + i)
                 for i, (job, overrides) in enumerate(zip(jobs, job_overrides))]
 
@@ -135,6 +151,15 @@ def _record(job: Any, job_dir: Path, overrides: list[str], error: str) -> tuple[
     except (OSError, ValueError):  # not powertrain's (its writes are atomic): the row says failed too
         return "failed", f"{error}; its result.json is unreadable"
     status = str(result.get("status", "failed"))
+    if status == "running":  # killed while it trained (OOM, node lost): its last progress save is the record
+        epochs = (result.get("metrics") or {}).get("epochs") or 0
+        error = f"lost: {error}; its last save (after epoch {epochs}) is kept"
+        if (job_dir / "checkpoint.pt").exists():
+            error += f", resume it with resume={job_dir}"
+        result["status"], result["error"] = "lost", error
+        result.setdefault("run", {})["slurm_job_id"] = str(job.job_id)
+        write_result(job_dir, result)
+        return "lost", error
     if status != "preempted":
         return status, result.get("error") or error
     recorded = int((result.get("run") or {}).get("attempts") or 1)

@@ -8,7 +8,9 @@ a one-line ``ConfigError``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Optional
 
 from powertrain.compose.validate import check_value
@@ -113,13 +115,15 @@ def check_overrides(argv: list[str], other_sources: bool = False) -> None:
 
     try:
         parsed = OverridesParser.create().parse_overrides(args)
-    except Exception as e:  # Hydra's grammar error is already one clear line
-        raise ConfigError("overrides", " ".join(args), str(e).splitlines()[0]) from None
+    except Exception:
+        raise _parse_error(args) from None
     # an extra search path may hold more group options than conf/ does: leave those to Hydra
     searchpath = other_sources or any(ov.key_or_group.startswith("hydra.searchpath") for ov in parsed)
     for ov in parsed:
         if ov.key_or_group in CHOICE_GROUPS and ov.package is None and not searchpath and not ov.is_delete():
             _check_group_option(ov.key_or_group, ov)
+        elif ov.key_or_group.startswith("hydra/") and ov.package is None and not searchpath and not ov.is_delete():
+            _check_group_option(ov.key_or_group, ov, _hydra_options(ov.key_or_group))
     experiment = _last_choice(parsed, "experiment")
     # a preset of conf/experiment is read with a search path too (its study.* keys are checked against it)
     shipped = experiment is not None and _shipped_preset(experiment)
@@ -150,9 +154,16 @@ def check_overrides(argv: list[str], other_sources: bool = False) -> None:
             # structured config per value costs ~30 ms of start-up each
             try:
                 OmegaConf.update(schema, key, value, merge=True)
-            except OmegaConfBaseException:
-                raise ConfigError(key, value, f"a value of type {_type_name(schema, key)}") from None
-            check_value(key, OmegaConf.select(schema, key))
+            except (OmegaConfBaseException, OverflowError, ValueError) as e:
+                raise ConfigError(key, value, f"a value of type {_type_name(schema, key)}"
+                                  + (" within its range" if "too large" in str(e) else "")) from None
+            try:  # an interpolation (${oc.env:X}) is resolved here, as the run would resolve it
+                resolved = OmegaConf.select(schema, key)
+            except OmegaConfBaseException as e:
+                raise ConfigError(key, value, f"an interpolation that resolves to a value of type "
+                                  f"{_type_name(schema, key)} ({_interpolation_problem(e)})") from None
+            check_value(key, resolved)
+            _check_number(key, value, resolved)
 
 
 def _shipped_preset(experiment: str) -> bool:
@@ -167,11 +178,12 @@ def _own_argument(key: str) -> bool:
     return group in ("model", "dataset") and bool(name)
 
 
-def _check_group_option(group: str, override: Any) -> None:
+def _check_group_option(group: str, override: Any, options: Optional[tuple[str, ...]] = None) -> None:
     """Hydra reports an unknown group option in many lines with exit 1; make it one line (exit 2)."""
     from powertrain.config.paths import conf_dir
 
-    options = tuple(sorted(p.stem for p in (conf_dir() / group).glob("*.yaml")))
+    if options is None:
+        options = tuple(sorted(p.stem for p in (conf_dir() / group).glob("*.yaml")))
     for value in _values(override):
         if value not in options and not (group == "experiment" and value is None):
             raise ConfigError(group, value, one_of_message(value, options))
@@ -188,3 +200,61 @@ def _type_name(schema: Any, key: str) -> str:
     name = name.replace("typing.", "").replace("Optional[", "null or ").rstrip("]")
     return {"int": "integer", "float": "number", "bool": "true/false", "str": "string"}.get(name, name)
 
+
+
+def _hydra_options(group: str) -> tuple[str, ...]:
+    """The options of a Hydra group (``hydra/launcher``, ``hydra/sweeper``, ...): powertrain's conf/, Hydra's
+    own conf/ and every plugin's ConfigStore entries (the plugin scan Hydra runs at start anyway)."""
+    import hydra
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+
+    from powertrain.config.paths import conf_dir
+
+    Plugins.instance()  # imports hydra_plugins.*: each registers its configs
+    node: Any = ConfigStore.instance().repo
+    for part in group.split("/"):
+        node = node.get(part, {}) if isinstance(node, dict) else {}
+    names = {k[: -len(".yaml")] for k in node if k.endswith(".yaml")} if isinstance(node, dict) else set()
+    for root in (conf_dir(), Path(hydra.__file__).parent / "conf"):
+        names |= {p.stem for p in (root / group).glob("*.yaml")}
+    return tuple(sorted(names))
+
+
+def _parse_error(args: list[str]) -> ConfigError:
+    """One line for the first override Hydra's grammar refuses (with a hint to quote non-ASCII text)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for arg in args:
+        try:
+            parser.parse_overrides([arg])
+        except Exception as e:
+            key, _, value = arg.partition("=")
+            if not value.isascii():
+                return ConfigError(key, value, f"a value in quotes when it holds characters beyond ASCII: "
+                                   f"{key}='{value}' (quote it for the shell too: \"{key}='{value}'\")")
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            return ConfigError(key, value, f"an override Hydra can parse ({why}; see "
+                               "https://hydra.cc/docs/advanced/override_grammar/basic)")
+    return ConfigError("overrides", " ".join(args), "overrides Hydra can parse together")
+
+
+def _interpolation_problem(e: Exception) -> str:
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    for prefix in ("KeyError raised while resolving interpolation: ", "While dereferencing interpolation "):
+        text = text.replace(prefix, "")
+    return text.strip().strip('"')
+
+
+INT64 = 2**63
+
+
+def _check_number(key: str, given: Any, value: Any) -> None:
+    """Numbers PyTorch, JSON and numpy can hold: 64-bit integers and finite floats."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and not -INT64 <= value < INT64:
+        raise ConfigError(key, given, "an integer that fits in 64 bits (|value| < 2**63)")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(key, given, "a finite number")

@@ -1,4 +1,7 @@
-"""``resume=<run_dir>`` on the command line: continue a preempted run in its own directory.
+"""``resume=<run_dir>`` on the command line: continue a run that stopped before its end, in its own directory.
+
+Preempted, interrupted (Ctrl-C) and lost runs (killed: result.json still says ``running`` but its process is
+gone) continue from their last checkpoint; a failed run too, if it saved progress (e.g. a full disk).
 
 Rewritten before Hydra composes anything into the run's overrides (``run.overrides`` of its
 result.json; ``.hydra/overrides.yaml`` if it died before writing one) plus ``hydra.run.dir=<run_dir>``, so the new attempt composes the same config, finds
@@ -8,12 +11,14 @@ ledger of every attempt). Equivalent by hand: the same overrides plus ``hydra.ru
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from powertrain.config.errors import ConfigError
-from powertrain.results import CHECKPOINT_FILE, read_result
+from powertrain.results import CHECKPOINT_FILE, RESUMABLE, load_result
 
 KEY = "resume="
+ENV_RESUME = "POWERTRAIN_RESUME"  # tells the run (run.session) that resuming this directory was asked for
 
 
 def resume_argv(argv: list[str]) -> list[str]:
@@ -30,16 +35,20 @@ def resume_argv(argv: list[str]) -> list[str]:
         return [a for a in argv if not a.startswith(KEY)]
     run_dir = Path(raw).expanduser().resolve()
     saved = run_dir / ".hydra" / "overrides.yaml"
-    try:
-        result = read_result(run_dir)
-    except (OSError, ValueError):
-        result = None  # killed before result.json: the checkpoint decides (run.run checks the config)
-    status = result.get("status") if result else None
+    # killed before result.json: the checkpoint decides (run.run checks the config); "lost": dead but
+    # still saying running
+    result, status, _ = load_result(run_dir)
     if result is None and not saved.exists():
         raise ConfigError("resume", raw, "a powertrain run directory (one holding result.json or .hydra/)")
-    if status not in (None, "preempted") or not (run_dir / CHECKPOINT_FILE).exists():
-        why = f"its last attempt ended {status}" if status else f"it has no {CHECKPOINT_FILE}"
-        raise ConfigError("resume", raw, f"a preempted run with a checkpoint ({why}; nothing to resume)")
+    if status == "running":
+        run = result.get("run") or {} if result else {}
+        raise ConfigError("resume", raw, f"a run that is not training right now (pid {run.get('pid')} on "
+                          f"{run.get('host')} is; wait for it to end)")
+    resumable = status in RESUMABLE or status in ("missing", "failed")
+    if not resumable or not (run_dir / CHECKPOINT_FILE).exists():
+        why = f"its last attempt ended {status}" if result is not None else f"it has no {CHECKPOINT_FILE}"
+        raise ConfigError("resume", raw, "a run that stopped before its end with a checkpoint (preempted, "
+                          f"interrupted, lost or failed; {why}; nothing to resume)")
     if result is not None:
         # the preempted attempt's own record: Hydra rewrites .hydra/overrides.yaml on every start, also
         # for an attempt that was then refused because its overrides differed
@@ -51,4 +60,5 @@ def resume_argv(argv: list[str]) -> list[str]:
     extra = [a for a in argv if not a.startswith(KEY)]
     extra_keys = {a.split("=", 1)[0].lstrip("+~") for a in extra if "=" in a}
     kept = [o for o in saved_overrides if o.split("=", 1)[0].lstrip("+~") not in extra_keys]
+    os.environ[ENV_RESUME] = str(run_dir)  # a failed run's progress checkpoint may be continued too
     return kept + extra + [f"hydra.run.dir={run_dir}"]

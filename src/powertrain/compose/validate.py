@@ -117,9 +117,11 @@ def register_configs() -> None:
     from omegaconf import OmegaConf
 
     from powertrain.compose.help import register_resolver
+    from powertrain.config.paths import register_resolvers
     from powertrain.paradigms import PARADIGMS
     from powertrain.studies import STUDIES
 
+    register_resolvers()  # ${powertrain.unique:} in the run and sweep directories
     cs = ConfigStore.instance()
     node = OmegaConf.structured(RunConfig)
     # the keys beside model._target_ / dataset._target_ are the user's callable's arguments: those two
@@ -155,10 +157,16 @@ def validate(cfg: Any) -> RunConfig:
 
     if not isinstance(cfg, RunConfig):
         from omegaconf import OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
 
         import_plugins(list(OmegaConf.select(cfg, "plugins", default=None) or []))
         cfg, args = _without_args(cfg)
-        cfg = OmegaConf.to_object(cfg)
+        try:
+            cfg = OmegaConf.to_object(cfg)
+        except OmegaConfBaseException as e:  # e.g. ${oc.env:NOPE} in a config file: one line, not a traceback
+            key = str(getattr(e, "full_key", None) or "config")
+            raise ConfigError.relayed(f"{key} is not allowed: a value that resolves and has the key's type "
+                                      f"({str(e).splitlines()[0][:200]})", key) from None
         if not isinstance(cfg, RunConfig):  # composed without the schema (e.g. a bare dict)
             raise ConfigError("config", type(cfg).__name__, "a config composed on base_config")
         cfg.model.args = {**cfg.model.args, **args["model"]}

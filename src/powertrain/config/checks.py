@@ -14,6 +14,7 @@ from typing import Any, Optional
 from powertrain.config.errors import ConfigError, one_of_message
 
 Check = Callable[[Any], Optional[str]]
+MAX_EPOCHS = 100_000  # a sane bound: 100k epochs of the 1,797 digits is days of CPU; more is a typo
 
 
 def one_of(options: Iterable[str]) -> Check:
@@ -81,6 +82,7 @@ FIELD_CHECKS: dict[str, Check] = {
     "model.conv_blocks": at_least(0),
     "model.dropout": beta,
     "model.input_size": optional(at_least(1)),
+    "model.hidden_sizes": each(at_least(1)),  # a 0-wide layer trains to chance and says completed
     "dataset.num_classes": at_least(2),
     "dataset.channels": at_least(1),
     "dataset.image_size": at_least(1),
@@ -130,9 +132,12 @@ FIELD_CHECKS: dict[str, Check] = {
     "distributed.nproc_per_node": at_least(1),
     "distributed.backend": one_of(("auto", "gloo", "nccl")),
     "distributed.timeout_s": positive,
+    "checkpoint.every_s": positive,
+    "checkpoint.min_interval_s": non_negative,
     "batch_size": at_least(1),
     "eval_batch_size": at_least(1),
-    "max_epochs": at_least(1),
+    "max_epochs": lambda v: at_least(1)(v) or (None if v <= MAX_EPOCHS else f"an integer in [1, {MAX_EPOCHS}] "
+                                               "(more is taken for a typo; budget.time_s bounds a long run)"),
     "seed": lambda v: None if v is not None and 0 <= v < 2**32 else "an integer in [0, 2**32) (numpy's seed range)",
     "target_accuracy": optional(fraction_open_closed),
     "precision": one_of(("fp32", "bf16", "fp16")),

@@ -16,7 +16,7 @@ class ConfigError(ValueError):
 
     def __init__(self, key: str, value: Any, allowed: str):
         self.key, self.value, self.allowed = key, value, allowed
-        super().__init__(f"{key}={value!r} is not allowed: {allowed}")
+        super().__init__(f"{key}={shown(value)} is not allowed: {allowed}")
 
     @classmethod
     def relayed(cls, message: str, key: str) -> ConfigError:
@@ -27,6 +27,17 @@ class ConfigError(ValueError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+ECHO_CHARS = 200  # a value longer than this is shown cut, with its length
+
+
+def shown(value: Any) -> str:
+    """``repr(value)``, cut to about ``ECHO_CHARS`` characters (a 20,000-character value stays one line)."""
+    text = repr(value)
+    if len(text) <= ECHO_CHARS:
+        return text
+    return f"{text[: ECHO_CHARS - 40]}… ({len(str(value))} characters)"
 
 
 def close_matches(value: Any, options: Iterable[str], n: int = 1, cutoff: float = 0.6) -> list[str]:

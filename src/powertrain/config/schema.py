@@ -216,6 +216,16 @@ class DistributedConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    """Progress that survives a kill (powertrain.run.progress): result.json (status ``running``) and the
+    resumable checkpoint.pt, rewritten after every epoch by a background thread."""
+
+    progress: bool = True  # false: written only at the end and on SIGTERM/SIGUSR2/Ctrl-C (a kill -9 loses all)
+    every_s: float = 300.0  # inside an epoch too, once this long has passed since the last save
+    min_interval_s: float = 1.0  # epochs ending sooner after a save are saved with a later one
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -232,6 +242,7 @@ class RunConfig:
     # modules imported before anything else in every process of the run (DDP ranks, study parts, Slurm
     # tasks): where the user's @register_model / @register_dataset calls live; $POWERTRAIN_PLUGINS adds more
     plugins: list[str] = field(default_factory=list)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     batch_size: int = 64  # global: split across the ranks of a distributed run
     max_epochs: int = 40
     seed: int = 0

@@ -15,6 +15,24 @@ from typing import Any
 from hydra.experimental.callback import Callback
 
 log = logging.getLogger("powertrain")
+SWEEP_DIRS: list[Path] = []  # the sweep this process runs (for a summary when Ctrl-C ends it)
+BROKEN_JOBS: list[str] = []  # jobs of the ended sweep that gave no result (failed, lost, missing...): exit 1
+
+
+def interrupted_sweep() -> str:
+    """After Ctrl-C ended a sweep: write its summary (jobs never started are listed) and say where."""
+    if not SWEEP_DIRS:
+        return ""
+    from powertrain.report import report
+
+    sweep_dir = SWEEP_DIRS[-1]
+    try:
+        summary = report(sweep_dir, ended=True)
+    except Exception as e:  # the jobs' result files are the record
+        return f"; sweep summary not written ({type(e).__name__}: {e}); re-run: powertrain report {sweep_dir}"
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary["status_counts"].items()))
+    return (f"; sweep summary: {sweep_dir / 'sweep_summary.json'} ({counts}; jobs already handed to a "
+            "cluster keep running there)")
 
 
 class SweepSummary(Callback):
@@ -25,8 +43,12 @@ class SweepSummary(Callback):
         # a study's searches set it false: the study writes one report over all of them when it ends
         self.write_report = write_report
 
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        SWEEP_DIRS.append(Path(str(config.hydra.sweep.dir)))
+
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         from powertrain.report import format_table, report
+        from powertrain.results import BROKEN
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         if config.get("predict"):  # nothing ran: the jobs' predictions are the sweep's record
@@ -40,6 +62,7 @@ class SweepSummary(Callback):
             log.warning("sweep summary failed (%s: %s); re-run: python -m powertrain.report %s",
                         type(e).__name__, e, sweep_dir)
             return
+        BROKEN_JOBS[:] = [r["job"] for r in summary["rows"] if r["status"] in BROKEN]
         if self.print_table:
             print(format_table(summary), flush=True)
             print(f"summary: {sweep_dir / 'sweep_summary.json'}", flush=True)

@@ -14,7 +14,10 @@ Two checks, because they can happen at two different times:
   only catches ``Exception``.
 
 Without ``sinfo`` (submitting from a machine without Slurm client tools) or when it does not answer in
-``SINFO_TIMEOUT_S``, the callback warns and lets ``sbatch`` decide.
+``SINFO_TIMEOUT_S``, the callback warns and lets ``sbatch`` decide. A controller that cannot be reached
+("Unable to contact slurm controller") is refused in one line with exit 2: ``sbatch`` would fail the same
+way, in a 40-line submitit traceback. A submission that fails anyway (``PowertrainSlurmLauncher``) is one
+line and exit 2 as well: nothing was submitted.
 """
 
 from __future__ import annotations
@@ -180,8 +183,12 @@ def check_request(parts: dict[str, Partition], partition: Optional[str], cpus_pe
                           f"at most {p.max_time_min:g}, the time limit (min) of {where}")
 
 
-def query_sinfo(timeout_s: float = SINFO_TIMEOUT_S) -> Optional[str]:
-    """sinfo's partition lines, or None (with a warning) when there is no answer to check against."""
+def query_sinfo(timeout_s: float = SINFO_TIMEOUT_S, launcher_name: str = "slurm") -> Optional[str]:
+    """sinfo's partition lines, or None (with a warning) when there is no answer to check against.
+
+    Raises:
+        ConfigError: the controller cannot be reached (sbatch would fail too).
+    """
     try:
         proc = subprocess.run(["sinfo", "-h", "-o", "%P %c %m %l"], capture_output=True, text=True,
                               timeout=timeout_s)
@@ -194,9 +201,24 @@ def query_sinfo(timeout_s: float = SINFO_TIMEOUT_S) -> Optional[str]:
         return None
     if proc.returncode != 0:
         err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        if controller_down(err):
+            raise ConfigError("hydra/launcher", launcher_name, f"a Slurm cluster whose controller answers (sinfo: "
+                              f"{err.strip()}; is slurmctld up, and SLURM_CONF right?); nothing was submitted")
         log.warning("slurm_check: sinfo failed (%s); not checked before submitting", err)
         return None
     return proc.stdout
+
+
+def controller_down(message: str) -> bool:
+    """Whether a Slurm client's error says the controller could not be reached."""
+    text = message.lower()
+    return "unable to contact slurm controller" in text or "slurm_persist_conn_open" in text
+
+
+def submission_error(err: BaseException) -> str:
+    """The one line of a failed ``sbatch`` (submitit's ``FailedJobError`` holds its whole stderr)."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return lines[-1] if lines else type(err).__name__
 
 
 def is_slurm_launcher(launcher: Any) -> bool:
@@ -232,11 +254,14 @@ class SlurmCheck(Callback):
         launcher = config.hydra.get("launcher")
         if not is_slurm_launcher(launcher):
             return
-        _check_plugins(config)
-        text = query_sinfo()
-        if text is None:
-            return
         try:
+            from omegaconf import OmegaConf
+
+            _check_plugins(config)  # a name registered only in this process never reaches the tasks
+            name = OmegaConf.select(config, "hydra.runtime.choices", default=None) or {}
+            text = query_sinfo(launcher_name=str(name.get("hydra/launcher", "slurm")))
+            if text is None:
+                return
             check_request(parse_sinfo(text), launcher.get("partition"), launcher.get("cpus_per_task"),
                           launcher.get("mem_gb"), launcher.get("timeout_min"))
         except ConfigError as e:

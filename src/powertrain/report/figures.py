@@ -11,7 +11,7 @@ from powertrain.report.load import factor_name, factors
 STATUS_STYLE = {  # colour and marker per status, so a failed run is visible at a glance
     "target_reached": ("#1b9e77", "o"), "completed": ("#7570b3", "o"), "budget_exhausted": ("#e6ab02", "s"),
     "diverged": ("#d95f02", "X"), "failed": ("#e7298a", "X"), "preempted": ("#666666", "v"),
-    "pruned": ("#a6761d", "v"),
+    "pruned": ("#a6761d", "v"), "interrupted": ("#666666", "^"), "lost": ("#b2182b", "X"),
 }
 
 

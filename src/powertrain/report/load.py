@@ -2,7 +2,8 @@
 
 A study directory holds several sub-sweeps and single runs; every job directory found under it
 (recursively, see ``summary.job_dirs``) is a row, also when it has no result.json: ``pending`` while its
-sweep has not ended (no sweep_summary.json marked ended above it), ``missing`` after. Nothing is dropped.
+sweep has not ended (no sweep_summary.json marked ended above it, and the process that runs it is alive),
+``missing`` after; jobs of a sweep's plan that never started are rows too. Nothing is dropped.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from powertrain.report.summary import (
+    PLAN_FILE,
     SUMMARY_JSON,
     _get,
     _job_sort_key,
     job_dirs,
     sweep_ended,
+    sweep_over,
 )
 from powertrain.results import OPTUNA_STUDY_FILE, load_result
 
@@ -54,10 +57,14 @@ def _part(rel: Path) -> str:
 
 
 def _ended(job_dir: Path, root: Path) -> bool:
+    """Whether the sweep of ``job_dir`` is over: its summary says so, or the process that ran it is gone."""
     for d in [job_dir, *job_dir.parents]:
-        if (d / SUMMARY_JSON).is_file():
-            return sweep_ended(d / SUMMARY_JSON)
-        if d == root:
+        summary = (d / SUMMARY_JSON).is_file()
+        if summary and sweep_ended(d / SUMMARY_JSON):
+            return True
+        if (d / PLAN_FILE).is_file():
+            return sweep_over(d)
+        if summary or d == root:
             return False
     return False
 
@@ -94,11 +101,13 @@ def _row(job_dir: Path, root: Path, trials: dict[Path, int]) -> dict[str, Any]:
                            "trial": trials.get(job_dir.resolve()),
                            "status": status, "error": error}
     if result is None:
+        from powertrain.report.summary import _planned_overrides, _read_overrides
+
+        if status == "missing" and not job_dir.exists():
+            row["error"] = "never started (its sweep stopped before launching it)"
         if status == "missing" and not _ended(job_dir, root):
             row["status"], row["error"] = "pending", "no result.json yet (the sweep has not ended)"
-        from powertrain.report.summary import _read_overrides
-
-        row["overrides"] = tuple(_read_overrides(job_dir))
+        row["overrides"] = tuple(_read_overrides(job_dir) or _planned_overrides(job_dir) or ())
         row["_config"] = {}
         row["_from_overrides"] = _parse_overrides(row["overrides"])  # its factor values, if given there
         row["repeat"] = row["_from_overrides"].get("repeat", 0)

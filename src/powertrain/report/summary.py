@@ -2,7 +2,10 @@
 
 A sweep directory is what ``python -m powertrain -m ...`` writes: one job directory per sweep point
 (``<sweep>/<n>/``), each with ``.hydra/`` and (normally) ``result.json``. A job directory without a
-result.json (a job killed before it could write one) is a row with status ``missing``, never a lost row.
+result.json (a job killed before it could write one) is a row with status ``missing``, never a lost row;
+so is a job of the sweep's plan (``sweep_plan.json``, written before the first job) that never started,
+and a job whose result.json cannot be read is a ``failed`` row saying so. A job whose result.json still
+says ``running`` but whose process is gone reads ``lost``, with the energy and history it had saved.
 
 The summary adds campaign accounting (total energy and carbon of the whole search; rounds-to-best: the
 first job, in job order, whose accuracy reaches 99 % of the best, and the energy spent until then) and,
@@ -20,7 +23,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from powertrain.console import num
-from powertrain.results import OPTUNA_STUDY_FILE, RESULT_FILE, USABLE, load_result
+from powertrain.results import BROKEN, OPTUNA_STUDY_FILE, RESULT_FILE, USABLE, load_result
 
 SUMMARY_SCHEMA = "powertrain.sweep_summary/1"
 SUMMARY_JSON = "sweep_summary.json"
@@ -61,19 +64,56 @@ def objective_value(result: dict[str, Any], name: str) -> Optional[float]:
     return _num(_get(result, OBJECTIVES[name][1]))
 
 
+PLAN_FILE = "sweep_plan.json"  # written by launch.preflight before a checked sweep's first job
+
+
 def job_dirs(sweep_dir: Path) -> list[Path]:
-    """The job directories of a sweep: those holding a result.json or a ``.hydra/overrides.yaml``."""
+    """The job directories of a sweep: those holding a result.json or a ``.hydra/overrides.yaml``, and
+    those a ``sweep_plan.json`` names that do not exist (jobs that never started)."""
     sweep_dir = Path(sweep_dir)
-    found = []
+    found, plans = [], []
     for root, dirs, files in os.walk(sweep_dir):  # one walk
         d = Path(root)
         marked = RESULT_FILE in files or (".hydra" in dirs and (d / ".hydra" / "overrides.yaml").is_file())
         if marked and d != sweep_dir:  # the sweep root itself is not a job
             found.append(d)
+        if PLAN_FILE in files:
+            plans.append(d)
         dirs[:] = [n for n in dirs if not n.startswith(".")]  # .hydra, submitit's bookkeeping: not jobs
+    have = set(found)
+    for root in plans:
+        found += [d for d in (root / j["dir"] for j in _plan(root).get("jobs", [])) if d not in have]
     if not found and (sweep_dir / RESULT_FILE).is_file():  # a single run's own directory: that run
         found = [sweep_dir]
     return sorted(found, key=_job_sort_key)
+
+
+def _plan(sweep_root: Path) -> dict[str, Any]:
+    try:
+        plan = json.loads((Path(sweep_root) / PLAN_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(plan, dict):
+        return {}
+    for j in plan.get("jobs", []):  # the directory of each job, relative to the sweep root
+        j.setdefault("dir", j.get("job"))
+    return plan
+
+
+def sweep_over(sweep_root: Path) -> bool:
+    """Whether the process that ran the sweep at ``sweep_root`` has ended (by its plan; False if unknown)."""
+    from powertrain.results import liveness
+
+    plan = _plan(sweep_root)
+    info = plan.get("run")
+    return bool(info) and liveness.why_dead(info, Path(sweep_root) / PLAN_FILE) is not None
+
+
+def _planned_overrides(job_dir: Path) -> Optional[list[str]]:
+    for j in _plan(job_dir.parent).get("jobs", []):
+        if j.get("dir") == job_dir.name:
+            return [str(o) for o in j.get("overrides", [])]
+    return None
 
 
 def _job_sort_key(d: Path) -> tuple[int, Any]:
@@ -104,6 +144,9 @@ def row_from_job(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
     }
     result, row["status"], row["error"] = load_result(job_dir)
     if result is None:
+        if not job_dir.exists():
+            row["overrides"] = _planned_overrides(job_dir) or []
+            row["error"] = "never started (its sweep stopped before launching it)"
         return row
     row["overrides"] = list(_get(result, ("run", "overrides")) or row["overrides"])
     for name in OBJECTIVES:
@@ -146,10 +189,15 @@ def campaign(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """What the whole search cost, and how soon (in job order) it found its best accuracy."""
     energies = [r["energy_j"] for r in rows if r["energy_j"] is not None]
     carbons = [r["carbon_g"] for r in rows if r["carbon_g"] is not None]
+    lacking: dict[str, int] = {}
+    for r in rows:
+        if r["energy_j"] is None:
+            lacking[_why_no_energy(r)] = lacking.get(_why_no_energy(r), 0) + 1
     out: dict[str, Any] = {
         "jobs": len(rows),
         "total_energy_j": sum(energies),
         "jobs_without_energy": len(rows) - len(energies),
+        "without_energy": lacking,  # why: never started, no result.json, unreadable result.json, ...
         "total_carbon_g": sum(carbons) if carbons else None,
         "total_wall_s": sum(r["wall_s"] or 0.0 for r in rows),
         "best_job": None, "best_accuracy": None, "rounds_to_best": None, "energy_to_best_j": None,
@@ -166,6 +214,17 @@ def campaign(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
                        rounds_to_best_job=r["job"], energy_to_best_j=spent)
             break
     return out
+
+
+def _why_no_energy(row: dict[str, Any]) -> str:
+    error = row.get("error") or ""
+    if error.startswith("never started"):
+        return "never started"
+    if error.startswith("unreadable"):
+        return "unreadable result.json"
+    if row["status"] in ("missing", "pending"):
+        return "no result.json" if row["status"] == "missing" else "pending"
+    return f"{row['status']} before training"
 
 
 def summarize(sweep_dir: Path, objectives: Optional[Sequence[str]] = None,
@@ -229,6 +288,10 @@ def _varying(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
     return [[o for o in r["overrides"] if o not in common] for r in rows]
 
 
+def _cut(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _fmt(v: Any, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
@@ -251,8 +314,16 @@ def format_table(summary: dict[str, Any]) -> str:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary["status_counts"].items()))
     out.append(f"jobs: {c['jobs']} ({counts})")
     carbon = "" if c["total_carbon_g"] is None else f", {num(c['total_carbon_g'], 4)} gCO2e"
+    lacks = c.get("without_energy") or {}
+    gap = ("" if not lacks else f" (lacks the energy of {sum(lacks.values())} of {c['jobs']} jobs: "
+           + ", ".join(f"{n} {why}" for why, n in sorted(lacks.items())) + ")")
     out.append(f"campaign: {c['total_energy_j']:.1f} J = {c['total_energy_j'] / 3600:.4f} Wh{carbon}, "
-               f"{c['total_wall_s']:.1f} s of job time")
+               f"{c['total_wall_s']:.1f} s of job time{gap}")
+    broken = [r for r in rows if r["status"] in BROKEN]
+    if broken:
+        out.append(f"jobs that gave no result: {len(broken)}: " + "; ".join(
+            f"job {r['job']} {r['status']}" + (f" ({_cut(r['error'])})" if r.get("error") else "")
+            for r in broken[:10]) + (f"; and {len(broken) - 10} more" if len(broken) > 10 else ""))
     if c["rounds_to_best"] is not None:
         out.append(f"best accuracy {c['best_accuracy'] * 100:.2f}% (job {c['best_job']}); within "
                    f"{(1 - BEST_SHARE) * 100:.0f}% of it after {c['rounds_to_best']} jobs, "
@@ -295,6 +366,6 @@ def report(sweep_dir: Path, objectives: Optional[Sequence[str]] = None,
     return summary
 
 
-__all__ = ["OBJECTIVES", "SUMMARY_JSON", "SUMMARY_CSV", "campaign", "format_table", "job_dirs",
+__all__ = ["OBJECTIVES", "PLAN_FILE", "SUMMARY_JSON", "SUMMARY_CSV", "campaign", "format_table", "job_dirs",
            "load_rows", "objective_value", "pareto_front", "report", "row_from_job", "summarize",
-           "sweep_ended", "write_summary"]
+           "sweep_ended", "sweep_over", "write_summary"]

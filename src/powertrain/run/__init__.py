@@ -1,11 +1,13 @@
 """One run, start to result: build everything, train, account energy and carbon, write result.json.
 
 ``run`` takes a validated ``RunConfig`` and a run directory; it knows nothing about Hydra. Whatever
-happens (an exception, a non-finite loss, a budget, SIGTERM), ``RunSession.finish`` writes result.json.
+happens (an exception, a non-finite loss, a budget, SIGTERM, Ctrl-C), ``RunSession.finish`` writes result.json;
+while it trains, ``progress`` keeps a ``running`` result.json and a checkpoint after every epoch.
 
 - ``session``: ``RunSession``, the steps of one run (open, train, finish)
 - ``build``: the device, the meter and the training setup, shared with ``launch.predict``
-- ``checkpoint``, ``signals``: resumable state, and SIGTERM/SIGUSR2 as a stop request
+- ``checkpoint``, ``signals``: resumable state, and SIGTERM/SIGUSR2/SIGINT as a stop request
+- ``progress``: the background writer of the running result.json and checkpoint, and the heartbeat
 - ``fill``: the result's metrics, energy and carbon sections and the printed summary
 - ``distributed``: a rank's part of a DDP run; ``prune``: a trial's side of Optuna pruning
 
@@ -39,11 +41,10 @@ def run(cfg: RunConfig, run_dir: Path, overrides: Optional[list[str]] = None,
     except ConfigError as e:
         session.result["error"] = str(e)
         # a refused resume leaves the preempted run's result.json (and checkpoint) as they were
-        session.keep_previous_result = e.key == "resume"
+        session.keep_previous_result = e.key in ("resume", "hydra.run.dir")  # or a live run's
         raise
-    except KeyboardInterrupt:
-        session.result["error"] = "interrupted (KeyboardInterrupt)"
-        raise
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before training: result.json still follows
+        session.interrupted()
     except Exception as e:
         session.failed(e)
         log.error("run failed: %s", session.result["error"])

@@ -172,6 +172,12 @@ class DistributedRun:
     def is_main(self) -> bool:
         return self.world.is_main
 
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank (a decision only rank 0 can take, e.g. whether to resume)."""
+        box = [obj]
+        _dist().broadcast_object_list(box, src=0)
+        return box[0]
+
     def build_meter(self, energy_cfg: Any, device: Any, **kwargs: Any) -> GatheredMeter:
         """This rank's meter for the devices it owns, wrapped so that every window is run-wide."""
         return rank_meter(energy_cfg, device, self.mine, self.nodes, **kwargs)

@@ -2,12 +2,16 @@
 
 ``RunSession`` holds what the steps share, so each step is short and the ``finish`` step, which always
 runs, finds whatever was built before a failure: the meter's open windows, the GPU knobs to restore, the
-tracker to close. ``powertrain.run.run`` drives it.
+tracker to close, and the ``FitState`` that ``fit`` updates in place, so a run that fails or is
+interrupted keeps every epoch it finished. While it trains, ``run.progress`` saves result.json (status
+``running``) and the checkpoint after every epoch. ``powertrain.run.run`` drives it.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import time
 import traceback
 from dataclasses import asdict, replace
@@ -16,7 +20,16 @@ from typing import Any, Optional
 
 from powertrain.config import RunConfig
 from powertrain.console import is_terminal, say
-from powertrain.results import USABLE, skeleton, write_result
+from powertrain.results import (
+    HEARTBEAT_S,
+    LOST_AFTER_S,
+    RESUMABLE,
+    USABLE,
+    load_result,
+    now_iso,
+    skeleton,
+    write_result,
+)
 from powertrain.run.build import (
     Device,
     Training,
@@ -26,9 +39,12 @@ from powertrain.run.build import (
     open_device,
     uses_own_code,
 )
-from powertrain.run.checkpoint import Checkpoint
+from powertrain.run.checkpoint import Checkpoint, config_json
 from powertrain.run.fill import fill_result, print_summary
+from powertrain.run.progress import Progress, ProgressError
 from powertrain.run.signals import StopRequest
+
+ENV_RESUME = "POWERTRAIN_RESUME"  # set by ``resume=<dir>`` (compose.resume): its failed run may be continued
 
 
 class RunSession:
@@ -51,10 +67,14 @@ class RunSession:
         self.tracker: Any = None
         self.knobs: Any = None  # GPU power limit / clocks, restored however the run ends
         self.fit_result: Any = None
-        self.state: Any = None  # FitState to continue from (a resumed attempt) or None
+        self.state: Any = None  # the FitState fit updates in place (a resumed attempt's, or a fresh one)
         self.attempts: list[dict[str, Any]] = []
         self.prior_wall_s = 0.0
         self.keep_previous_result = False  # a refused resume leaves the earlier result.json as it was
+        self.progress: Optional[Progress] = None  # the running result.json + checkpoint while training
+        self.save_failed = False  # a progress save failed (a full disk): the run stopped
+        self.snapshot_s = 0.0  # time the training thread spent taking snapshots for progress saves
+        self.config_key = config_json(self.result["config"])  # what attempts of one run must share
 
     @property
     def dist(self) -> Any:
@@ -100,7 +120,12 @@ class RunSession:
             self.result["notes"] = list(self.training.setup.notes)
         m_setup = self.meter.end_window("setup")
         self._resume()
+        if self.state is None:
+            from powertrain.train import FitState
+
+            self.state = FitState()
         self.ledger.add("setup", m_setup)
+        self._start_progress()
         self._idle_baseline()
         self._start_tracker()
 
@@ -110,17 +135,59 @@ class RunSession:
         from powertrain.train import FitState
 
         t = self.training
-        ck = Checkpoint(self.run_dir).resumable(self.result["config"])
+        ck = self._resumable()
         if ck is None:
             return
         Checkpoint.restore(ck, t.setup.model, t.optimizer, t.scheduler)
         self.state = FitState(**ck["fit_state"])
         self.ledger = Ledger.from_dict(ck["ledger"])
-        self.attempts = list(ck["attempts"])
+        # an attempt saved while it ran and continued now is one that died: lost (or Ctrl-C'ed twice)
+        self.attempts = [dict(a, status="lost") if a.get("status") == "running" else a for a in ck["attempts"]]
         self.prior_wall_s = sum(a.get("wall_s", 0.0) for a in self.attempts)
         self.result["run"]["attempts"] = len(self.attempts) + 1
         self.say(f"resuming {self.run_dir} at epoch {self.state.epoch} (attempt {len(self.attempts) + 1}, "
                  f"{self.ledger.total_j():.1f} J so far)")
+
+    def _resumable(self) -> Optional[dict[str, Any]]:
+        """The checkpoint to continue, decided by rank 0 (its first progress save would change the answer
+        for a rank that looked later) and passed on to the others."""
+        from powertrain.config import ConfigError
+
+        decision: Any = None
+        ck = None
+        if self.world is None or self.world.is_main:
+            try:
+                _, status, _ = load_result(self.run_dir)  # "lost" when a dead run's file still says running
+                explicit = os.environ.get(ENV_RESUME) == str(self.run_dir)
+                ck = Checkpoint(self.run_dir).resumable(self.result["config"], status, explicit)
+                decision = ck is not None
+            except ConfigError as e:
+                decision = e
+        if self.dist is not None:
+            decision = self.dist.broadcast(decision)
+        if isinstance(decision, ConfigError):
+            raise decision
+        if ck is None and decision:  # another rank: read the checkpoint rank 0 chose
+            ck = Checkpoint(self.run_dir).load()
+        return ck
+
+    def _start_progress(self) -> None:
+        """The first running result.json (who writes it, for readers that ask whether it lives), then the
+        background writer and heartbeat; only rank 0 writes for the run."""
+        from powertrain.results import liveness
+
+        if self.world is not None and not self.world.is_main:
+            return
+        for stale in [*self.run_dir.glob(".result.json.*"), *self.run_dir.glob(".checkpoint.pt.*")]:
+            stale.unlink(missing_ok=True)  # half-written by an attempt killed while saving: ours to clear now
+        # the heartbeat (result.json's mtime) is refreshed by the writer's thread whatever the run is doing;
+        # silence for LOST_AFTER_S reads as dead where the writer cannot be asked (another host, no Slurm)
+        self.result["run"].update(liveness.identity(HEARTBEAT_S, LOST_AFTER_S))
+        self.progress = Progress(self.run_dir, self.cfg.checkpoint.every_s, Checkpoint(self.run_dir).write,
+                                 heartbeat_s=HEARTBEAT_S, min_interval_s=self.cfg.checkpoint.min_interval_s)
+        self.progress.on_mid_epoch = self._save_mid_epoch
+        self.progress.write_now(self._running_result(None))
+        self.progress.start()
 
     def _idle_baseline(self) -> None:
         if self.cfg.energy.idle_baseline_s <= 0:
@@ -155,6 +222,9 @@ class RunSession:
                       else f"{cfg.task.metric} {row['accuracy']:.4f}")
             self.say(f"epoch {row['epoch']:>3}/{cfg.max_epochs}  loss {row['train_loss']:.4f}  "
                      f"{metric}  energy {row['energy_j']:9.1f} J  time {row['wall_s']:7.2f} s")
+            # after the last epoch the final save follows at once; short epochs are saved a second apart
+            if row["epoch"] < cfg.max_epochs and self.progress is not None and self.progress.should_save():
+                self._save_progress(None)
             return None if pruning is None else pruning.report(row["epoch"], row["accuracy"])
 
         return on_epoch
@@ -168,26 +238,27 @@ class RunSession:
         # set by the optuna sweeper when it prunes; None otherwise. One rank talks to the study; fit makes
         # its decision every rank's (a rank leaving alone would hang the others' next all-reduce)
         pruning = TrialReporter.from_env() if dist is None or dist.world.rank == 0 else None
-        from powertrain.train.progress import Progress
+        from powertrain.train.display import ProgressLine
 
         # in place on a terminal only: a log or a pipe gets the epoch lines and nothing else
-        progress = Progress(cfg.max_epochs, cfg.batch_size) if cfg.verbose and is_terminal() else None
+        display = ProgressLine(cfg.max_epochs, cfg.batch_size) if cfg.verbose and is_terminal() else None
         self.stop.install()
         fr = self.fit_result = fit(
             t.model, t.setup.task, t.optimizer, self.meter, self.ledger, max_epochs=cfg.max_epochs,
             scheduler=t.scheduler, target_accuracy=cfg.target_accuracy, energy_budget_j=cfg.budget.energy_j,
             time_budget_s=cfg.budget.time_s, state=self.state, scaler=t.scaler, stop_requested=self.stop,
             on_epoch=self._on_epoch(pruning), clock_offset_s=self.prior_wall_s,
-            sync=None if dist is None else dist.sync, progress=progress,
+            sync=None if dist is None else dist.sync,
+            progress=self.progress if cfg.checkpoint.progress else None, display=display,
         )  # fmt: skip
+        if fr.status == "preempted" and self.stop.interrupted:  # Ctrl-C, not a scheduler's signal
+            fr.status, fr.reason = "interrupted", "Ctrl-C (SIGINT)"
         self.result["status"] = fr.status
         if fr.reason and fr.status != "completed":
             self.result["stop_reason"] = fr.reason
-        this_attempt = {"started_at": self.result["run"]["started_at"], "wall_s": time.perf_counter() - self.t0,
-                        "status": fr.status}
-        if (fr.status == "preempted" or cfg.save_checkpoint) and (dist is None or dist.is_main):
-            Checkpoint(self.run_dir).save(t.setup.model, t.optimizer, t.scheduler, fr.state, self.ledger,
-                                          self.attempts + [this_attempt], fr.status, self.result["config"])
+        this_attempt = self._this_attempt(fr.status)
+        if dist is None or dist.is_main:
+            self._final_checkpoint(fr, this_attempt)
         if cfg.energy.layer_profile_steps and fr.status in USABLE and hasattr(t.setup.task, "batches"):
             from powertrain.energy.layers import profile_layers
 
@@ -195,17 +266,101 @@ class RunSession:
             self.result["energy"]["layer_attribution"] = profile_layers(
                 t.setup.model, t.setup.task, t.optimizer, cfg.energy.layer_profile_steps, self.dev.on_gpu,
                 t.autocast)
-        if fr.status == "preempted" and self.stop.signum is not None:
-            self.result["stop_reason"] = f"signal {signal.Signals(self.stop.signum).name}: checkpointed for resume"
+        if fr.status in ("preempted", "interrupted") and self.stop.signum is not None:
+            self.result["stop_reason"] = (f"signal {signal.Signals(self.stop.signum).name}: checkpointed; "
+                                          f"resume={self.run_dir} continues it")
         self.result["run"]["attempt_history"] = self.attempts + [this_attempt]
         self.result["upstream"] = t.setup.upstream
+
+    def _this_attempt(self, status: str) -> dict[str, Any]:
+        return {"started_at": self.result["run"]["started_at"], "wall_s": time.perf_counter() - self.t0,
+                "status": status}
+
+    def _final_checkpoint(self, fr: Any, this_attempt: dict[str, Any]) -> None:
+        """The end's checkpoint: always for a resumable end, else when asked (``save_checkpoint``). A save
+        that fails (a full disk) is recorded, and never turns a finished run into a failed one."""
+        t, ck = self.training, Checkpoint(self.run_dir)
+        if fr.status in RESUMABLE or self.cfg.save_checkpoint:
+            try:
+                ck.save(t.setup.model, t.optimizer, t.scheduler, fr.state, self.ledger,
+                        self.attempts + [this_attempt], fr.status, self.result["config"])
+            except OSError as e:
+                self.result["checkpoint_error"] = f"checkpoint not saved: {e.strerror or e}"
+                print(f"powertrain: warning: {self.result['checkpoint_error']} (the run's result is kept)",
+                      file=sys.stderr, flush=True)
+        elif self.progress is not None:
+            ck.remove()  # the last progress save: not asked for, and a finished run is not continued
+
+    # ------------------------------------------------------------------------------------- progress
+
+    def _fit_view(self) -> Any:
+        """What ``fill_result`` reads of the fit: its result, or (a failure, a second Ctrl-C) the state so far."""
+        if self.fit_result is not None or self.state is None:
+            return self.fit_result
+        from powertrain.train import FitResult
+
+        last = self.state.history[-1] if self.state.history else {}
+        return FitResult(self.result["status"], self.state, last, last.get("train_loss"))
+
+    def _annotate_world(self, result: dict[str, Any]) -> None:
+        if self.dist is not None:
+            self.dist.annotate(result)
+        else:  # one process, or a rank that never joined its world
+            result["world_size"], result["nodes"] = (1, 1) if self.world is None else (self.world.world_size, None)
+
+    def _running_result(self, steps_in_epoch: Optional[int]) -> dict[str, Any]:
+        """The result as it stands, status ``running``: a copy, so the live one is never half-filled."""
+        r = dict(self.result, status="running")
+        for key in ("run", "metrics", "energy", "time"):
+            r[key] = dict(self.result[key])
+        profile = None if self.dev is None else self.dev.profile
+        fill_result(r, self.cfg, self._fit_view(), self.ledger, time.perf_counter() - self.t0 + self.prior_wall_s,
+                    self.intensity, profile)
+        r["run"]["finished_at"] = None
+        epoch = 0 if self.state is None else self.state.epoch
+        r["progress"] = {"saved_at": now_iso(), "epochs_done": epoch,
+                         "steps_in_epoch": steps_in_epoch}  # None: saved at an epoch's end
+        self._annotate_world(r)
+        return r
+
+    def _save_progress(self, steps_in_epoch: Optional[int]) -> None:
+        """Snapshot the run now (tensors copied to host memory) and hand it to the background writer."""
+        if self.progress is None or not self.cfg.checkpoint.progress:
+            return
+        self.progress.check()  # a save that failed since: stop, the last good files are the record
+        t0 = time.perf_counter()
+        t, st = self.training, self.state
+        ck = Checkpoint.snapshot(t.setup.model, t.optimizer, t.scheduler, st, self.ledger,
+                                 self.attempts + [self._this_attempt("running")], "running", self.config_key)
+        self.progress.submit(self._running_result(steps_in_epoch), ck, {"epoch": st.epoch, "steps": steps_in_epoch})
+        self.snapshot_s += time.perf_counter() - t0  # the training thread's share of saving
+
+    def _save_mid_epoch(self, steps: int) -> None:
+        self._save_progress(steps)
 
     # --------------------------------------------------------------------------------------- finish
 
     def failed(self, err: BaseException) -> None:
         """Record an exception that ends the run (it becomes status ``failed``; result.json still follows)."""
-        self.result["error"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".strip()
-        self.result["traceback"] = traceback.format_exc()
+        if isinstance(err, ProgressError):
+            import logging
+
+            self.result["error"] = str(err)
+            self.save_failed = True
+            # the log file is on the same full disk: its handler must not print a traceback per line
+            logging.raiseExceptions = False
+        else:
+            self.result["error"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".strip()
+            self.result["traceback"] = traceback.format_exc()
+        if self.fit_result is None:  # after fit, its status stands (e.g. a failed layer profile)
+            self.result["status"] = "failed"
+
+    def interrupted(self) -> None:
+        """A second Ctrl-C (or one before training): status ``interrupted``, the last progress save kept."""
+        self.result["status"] = "interrupted"
+        saved = self.progress.saved if self.progress is not None else None
+        kept = f"the checkpoint after epoch {saved['epoch']} is kept" if saved else "no checkpoint was saved"
+        self.result["stop_reason"] = f"Ctrl-C (SIGINT) twice: left at once; {kept}"
 
     def finish(self) -> None:
         """Always runs: restore the GPU, keep the joules of open windows, fill and write result.json."""
@@ -217,16 +372,19 @@ class RunSession:
                 if self.ledger is not None:
                     self.ledger.add(m.name, m)
             self.meter.close()
+        if self.progress is not None:
+            self.progress.close()  # a pending save first: the final result.json must be the last write
+            if self.progress.error and self.result["status"] != "failed":
+                self.result["progress_error"] = self.progress.error
+            # what the saves while training cost: the snapshots on this thread, the writer's time beside it
+            self.result["progress"] = {**self.progress.stats(), "snapshot_s": self.snapshot_s}
         wall_s = time.perf_counter() - self.t0 + self.prior_wall_s
         profile = None if self.dev is None else self.dev.profile
-        fill_result(self.result, self.cfg, self.fit_result, self.ledger, wall_s, self.intensity, profile)
+        fill_result(self.result, self.cfg, self._fit_view(), self.ledger, wall_s, self.intensity, profile)
+        self._annotate_world(self.result)
         world, dist = self.world, self.dist
-        if dist is not None:
-            dist.annotate(self.result)
-        else:  # one process, or a rank that never joined its world
-            self.result["world_size"], self.result["nodes"] = (1, 1) if world is None else (world.world_size, None)
         if not self.keep_previous_result and (world is None or world.is_main):
-            write_result(self.run_dir, self.result)
+            self._write_final()
         if dist is not None:
             dist.finish(self.result, self.run_dir)
         if self.tracker is not None:
@@ -234,3 +392,21 @@ class RunSession:
         if self.cfg.verbose and not self.keep_previous_result:
             print_summary(self.result, self.run_dir)
         self.stop.chain()  # after checkpoint + result.json: e.g. submitit's requeue-and-exit on SIGUSR2
+        self.stop.release()  # a Ctrl-C that came while the result was written: KeyboardInterrupt now
+
+    def _write_final(self) -> None:
+        """The last write of result.json; on a full or read-only disk, one line says what is kept."""
+        try:
+            write_result(self.run_dir, self.result)
+        except OSError as e:  # the last good save is the record, and says so
+            saved = self.progress.saved if self.progress is not None else None
+            kept = (f"the last good one (after epoch {saved['epoch']}) is kept: it reads lost, and "
+                    f"resume={self.run_dir} continues it" if saved else "no earlier one was saved")
+            first = f"{self.result['error']}; " if self.save_failed else ""
+            self.result["error"] = f"{first}result.json not written ({e.strerror or e}); {kept}"
+            self.result["status"] = "failed"
+            print(f"powertrain: error: {self.result['error']}", file=sys.stderr, flush=True)
+            return
+        if self.save_failed:
+            print(f"powertrain: error: {self.result['error']}; the run stopped there (result.json: failed; "
+                  f"resume={self.run_dir} continues it)", file=sys.stderr, flush=True)

@@ -58,14 +58,25 @@ class FitResult:
     reason: str = ""
 
 
-def _train_epoch(model: nn.Module, task: Task, optimizer: torch.optim.Optimizer, meter: EnergyMeter, epoch: int,
-                 scaler: Optional[Any], stop_requested: Callable[[], bool], one_process: bool,
-                 tick: Optional[Callable[[], None]] = None) -> tuple[Any, Any, int, bool]:
-    """One epoch of steps in a "train" window: (measurement, summed loss on the device, steps, preempted)."""
+def _train_epoch(model: nn.Module, task: Task, optimizer: torch.optim.Optimizer, meter: EnergyMeter,
+                 ledger: Ledger, st: FitState, scaler: Optional[Any], stop_requested: Callable[[], bool],
+                 progress: Optional[Any], display: Optional[Any] = None) -> tuple[Any, Any, int, bool]:
+    """One epoch of steps in a "train" window: (measurement, summed loss on the device, steps, preempted).
+
+    The window's joules go into ``ledger`` (and its time into ``st.train_s``) here. ``progress`` (one
+    process only; None in a distributed run, whose window ends are collectives) has a ``due`` flag its own
+    thread raises every ``checkpoint.every_s``: then the window is cut there, so the joules so far are in the
+    ledger, and ``progress.mid_epoch(steps)`` saves them with a checkpoint before the steps go on.
+    ``display`` is the terminal's progress line (``train.display.ProgressLine``), or None.
+    """
+    tick = None
+    if display is not None:
+        display.begin_epoch(st.epoch, getattr(task, "steps_per_epoch", None), ledger.total_j())
+        tick = display.step
     meter.begin_window("train")
     loss_sum = torch.zeros((), device=_device_of(model))
-    n_batches, preempted = 0, False
-    for batch in task.batches(epoch):
+    n_batches, preempted, parts = 0, False, []
+    for batch in task.batches(st.epoch):
         loss = train_step(task, model, optimizer, batch, scaler)
         if tick is not None:  # the progress line: an add and a clock read, never a meter or a sync
             tick()
@@ -74,10 +85,51 @@ def _train_epoch(model: nn.Module, task: Task, optimizer: torch.optim.Optimizer,
         n_batches += 1
         # one process stops at once; ranks agree at the epoch's end (a rank leaving mid-epoch would
         # leave the others waiting in their next gradient all-reduce)
-        if one_process and stop_requested():
+        if progress is not None and stop_requested():
             preempted = True
             break
-    return meter.end_window("train"), loss_sum, n_batches, preempted  # the window end syncs the device
+        if progress is not None and progress.due:  # a flag, not a clock read: nothing per step but this
+            parts.append(_add_train(meter.end_window("train"), ledger, st))  # the window end syncs
+            progress.mid_epoch(n_batches)
+            meter.begin_window("train")
+    parts.append(_add_train(meter.end_window("train"), ledger, st))  # the window end syncs the device
+    m_train = _combine(parts)
+    if display is not None:
+        display.end_epoch(m_train)
+    return m_train, loss_sum, n_batches, preempted
+
+
+def _add_train(m: Any, ledger: Ledger, st: FitState) -> Any:
+    ledger.add("train", m)
+    st.train_s += m.time_s
+    return m
+
+
+def _combine(parts: list[Any]) -> Any:
+    """One measurement for an epoch's train window that progress saves cut into parts."""
+    if len(parts) == 1:
+        return parts[0]
+    from dataclasses import replace
+
+    from powertrain.energy.base import Measurement
+
+    comps: dict[str, Any] = {}
+    for m in parts:
+        for c in m.components:
+            acc = comps.get(c.name)
+            comps[c.name] = c if acc is None else replace(
+                acc, energy_j=acc.energy_j + c.energy_j, measured_j=acc.measured_j + c.measured_j,
+                measured=acc.measured and c.measured)
+    return Measurement(parts[0].name, sum(m.time_s for m in parts), list(comps.values()))
+
+
+class _NoProgress:
+    """``progress`` of a one-process fit that saves nothing mid-epoch (the flag is never raised)."""
+
+    due = False
+
+    def mid_epoch(self, steps: int) -> None:  # pragma: no cover - never called: due stays False
+        pass
 
 
 def _eval_epoch(model: nn.Module, task: Task, meter: EnergyMeter, ledger: Ledger,
@@ -158,6 +210,7 @@ def fit(
     clock_offset_s: float = 0.0,
     sync: Optional[Any] = None,
     progress: Optional[Any] = None,
+    display: Optional[Any] = None,
 ) -> FitResult:
     """Train until a stop condition; every joule goes into ``ledger`` under "train" or "eval".
 
@@ -166,27 +219,24 @@ def fit(
     (an Optuna pruner decided it cannot win), after the target check, so a run that got there says so.
     ``sync`` (``powertrain.run.distributed.EpochSync``) makes the ranks of a distributed run decide together
     at each epoch's end: mean training loss, clock and stop request are agreed, so every rank leaves the
-    loop at the same epoch with the same status. ``progress`` (``train.progress.Progress``) draws a line
-    inside each epoch on a terminal; its per-step cost is an add and a clock read.
+    loop at the same epoch with the same status. ``progress`` (``powertrain.run.progress``) saves the run
+    inside long epochs (one process only); the caller saves it at each epoch's end through ``on_epoch``.
+    ``state`` is updated in place, so a caller that passed one keeps every finished epoch if fit raises.
+    ``display`` (``train.display.ProgressLine``) draws a line inside each epoch on a terminal; its per-step
+    cost is an add and a clock read.
     """
-    st = state or FitState()
+    st = state if state is not None else FitState()
+    # one process: stop requests and progress saves are checked per step; ranks only at the epoch's end
+    progress = (progress or _NoProgress()) if sync is None else None
     limits = _Limits(max_epochs, target_accuracy, energy_budget_j, time_budget_s)
     t_start = time.perf_counter() - clock_offset_s
     metrics: dict[str, Any] = st.history[-1] if st.history else {}
     last_loss: Optional[float] = metrics.get("train_loss")
     model.train()
     while st.epoch < max_epochs:
-        tick = None
-        if progress is not None:
-            progress.begin_epoch(st.epoch, getattr(task, "steps_per_epoch", None), ledger.total_j())
-            tick = progress.step
         m_train, loss_sum, n_batches, preempted = _train_epoch(
-            model, task, optimizer, meter, st.epoch, scaler, stop_requested, one_process=sync is None, tick=tick)
-        ledger.add("train", m_train)
-        if progress is not None:
-            progress.end_epoch(m_train)
+            model, task, optimizer, meter, ledger, st, scaler, stop_requested, progress, display)
         st.steps += n_batches
-        st.train_s += m_train.time_s
         if sync is not None:
             loss_sum = sync.mean(loss_sum)  # every rank took n_batches steps
         last_loss = loss_sum.item() / max(n_batches, 1)

@@ -1,6 +1,6 @@
 """A progress line inside an epoch: steps, samples/s and joules so far, redrawn in place on a terminal.
 
-A paper-scale epoch takes minutes; the epoch line only comes at its end. ``Progress`` is built by the run
+A paper-scale epoch takes minutes; the epoch line only comes at its end. ``ProgressLine`` is built by the run
 only when stdout is a terminal (``console.is_terminal``), so logs, pipes and tests get no extra lines.
 Cheap by construction: ``step()`` adds one and reads a monotonic clock (no meter, no device sync), and the
 line is redrawn at most every ``interval_s`` (4 times a second by default). The joules shown are the
@@ -18,7 +18,7 @@ from typing import Any, Optional
 from powertrain import console
 
 
-class Progress:
+class ProgressLine:
     """The in-place progress line of one run (see the module docstring)."""
 
     def __init__(self, max_epochs: int, samples_per_step: int, interval_s: float = 0.25,
@@ -73,4 +73,4 @@ class Progress:
         return f"epoch {self.epoch + 1:>3}/{self.max_epochs}  {where}  {rate:,.0f} samples/s{energy}"
 
 
-__all__ = ["Progress"]
+__all__ = ["ProgressLine"]

@@ -1,7 +1,12 @@
 """The result file: ``result.json`` in every run directory, whatever the run's end.
 
 Schema ``powertrain.result/1`` (see docs/DESIGN.md). Written atomically (temp file + rename) so a reader never
-sees half a file, also when the run is killed while writing.
+sees half a file, also when the run is killed while writing. While a run trains, its result.json says
+``running`` and is rewritten after every epoch; the one reader (``load_result``) tells a live run from a
+dead one (``lost``) by the writer's host, pid, Slurm job and heartbeat (see ``run_is_alive`` and
+``liveness``).
+
+Layer: the bottom but for ``config``; every layer may read and write results through it.
 """
 
 from __future__ import annotations
@@ -15,10 +20,20 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
+from powertrain.results import liveness
+
 SCHEMA = "powertrain.result/1"
-STATUSES = ("completed", "target_reached", "diverged", "failed", "preempted", "budget_exhausted", "pruned")
+STATUSES = ("completed", "target_reached", "diverged", "failed", "preempted", "budget_exhausted", "pruned",
+            "interrupted", "running", "lost")
 SUCCESS = ("completed", "target_reached")  # exit code 0
 USABLE = ("completed", "target_reached", "budget_exhausted")  # a finished run with metrics worth reading
+# a run that stopped before its end with a checkpoint to continue from (``resume=<dir>``)
+RESUMABLE = ("preempted", "interrupted", "lost")
+# a job of a sweep that did not give its result for a reason outside its own config: the sweep exits 1
+BROKEN = ("failed", "lost", "missing", "interrupted")
+EXIT_INTERRUPTED = 130  # the shell's code for a process ended by SIGINT (Ctrl-C)
+HEARTBEAT_S = 30.0  # a running run refreshes its result.json's mtime at least this often
+LOST_AFTER_S = 600.0  # silence after which a run whose process cannot be asked is taken for dead
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"  # the run's model/optimizer state (resume, paradigm.from_run)
 STUDY_FILE = "study.json"  # a study preset's record at the study root (schema powertrain.study/1)
@@ -46,10 +61,29 @@ def _clean(obj: Any) -> Any:
     return str(obj)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# read once, at import (os.umask can only be read by setting it, which is not thread-safe later)
+FILE_MODE = 0o666 & ~_umask()
+
+
+def open_temp(path: Path) -> tuple[int, str]:
+    """A temporary file beside ``path`` for an atomic replace, with the mode a plain ``open`` would give
+    (mkstemp's 0600 would hide results from the rest of a group sharing a sweep directory)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{Path(path).name}.", dir=Path(path).parent)
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, FILE_MODE)
+    return fd, tmp
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = open_temp(path)
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(_clean(data), f, indent=2, allow_nan=False)
@@ -118,20 +152,40 @@ def read_result(run_dir: Path) -> dict[str, Any]:
 
 def load_result(run_dir: Path) -> tuple[Optional[dict[str, Any]], str, Optional[str]]:
     """(result or None, status, error) of a run directory, never raising: status ``missing`` without a
-    result.json, ``failed`` with one that cannot be read (the report lists both; neither is dropped)."""
+    result.json, ``failed`` with one that cannot be read (the report lists both; neither is dropped).
+
+    A ``running`` result whose writer is gone (its process no longer runs, its Slurm job ended, or it has
+    been silent for ``LOST_AFTER_S``) reads as ``lost``: the returned dict says so (``status``, ``error``,
+    ``lost``), keeping the energy, metrics and history of its last write; ``resume=<dir>`` continues it.
+    """
     try:
         result = read_result(run_dir)
     except FileNotFoundError:
         return None, "missing", f"no {RESULT_FILE} (the job ended before writing one)"
     except (OSError, ValueError) as e:
-        return None, "failed", f"unreadable {RESULT_FILE}: {e}"
-    return result, result.get("status", "failed"), result.get("error")
+        return None, "failed", f"unreadable {RESULT_FILE}: {_short(e)}"
+    status = str(result.get("status", "failed"))
+    if status == "running":
+        why = liveness.why_dead(result.get("run") or {}, Path(run_dir) / RESULT_FILE)
+        if why is not None:
+            epochs = (result.get("metrics") or {}).get("epochs") or 0
+            result["lost"] = {"was": "running", "why": why, "epochs": epochs}
+            result["status"], status = "lost", "lost"
+            result["error"] = f"lost: {why}; last record after epoch {epochs} (resume={Path(run_dir)} continues it)"
+    return result, status, result.get("error")
+
+
+def _short(e: BaseException, limit: int = 200) -> str:
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def exit_code(status: str) -> int:
-    """0 for completed/target_reached; 1 for failed, diverged, budget_exhausted, preempted and pruned.
+    """0 for completed/target_reached; 130 for interrupted (Ctrl-C); 1 for every other end.
 
-    A pruned trial is not a success of its own, but a sweep exits 0 whatever its jobs' statuses: pruning
-    is the search working as asked, and the pruned trial's energy is counted in the campaign.
+    A pruned trial is not a success of its own, but pruning is the search working as asked: a sweep
+    exits 1 only when one of its jobs is ``BROKEN`` (failed, lost, missing, interrupted).
     """
+    if status == "interrupted":
+        return EXIT_INTERRUPTED
     return 0 if status in SUCCESS else 1
