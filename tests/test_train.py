@@ -113,3 +113,27 @@ def test_slurm_cpu_grant_sizes_the_thread_pool(tiny_cfg, tmp_path, monkeypatch, 
     # an explicit setting wins over Slurm's grant
     r = run(tiny_cfg(max_epochs=1, **{"hardware.cpu_threads": 2}), tmp_path / "explicit")
     assert r["hardware"]["cpu_threads"] == 2
+
+
+def test_a_slow_progress_save_never_lands_over_the_final_checkpoint(tiny_cfg, tmp_path, monkeypatch):
+    # a progress save still being written when training ends (a slow disk) must not overwrite the final
+    # checkpoint: a resume would read its "running" attempt as lost and could go back an epoch
+    import time
+
+    import torch
+
+    from powertrain.run.checkpoint import Checkpoint
+
+    write = Checkpoint.write
+
+    def slow_running_write(self, snapshot):
+        if snapshot["status"] == "running":
+            time.sleep(1.5)  # far longer than the two tiny epochs left
+        write(self, snapshot)
+
+    monkeypatch.setattr(Checkpoint, "write", slow_running_write)
+    r = run(tiny_cfg(max_epochs=3, save_checkpoint=True, **{"checkpoint.min_interval_s": 0.0}), tmp_path)
+    assert r["status"] == "completed" and r["progress"]["saves"] >= 1
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert ck["status"] == "completed" and ck["fit_state"]["epoch"] == 3
+    assert [a["status"] for a in ck["attempts"]] == ["completed"]

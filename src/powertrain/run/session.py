@@ -280,6 +280,8 @@ class RunSession:
         """The end's checkpoint: always for a resumable end, else when asked (``save_checkpoint``). A save
         that fails (a full disk) is recorded, and never turns a finished run into a failed one."""
         t, ck = self.training, Checkpoint(self.run_dir)
+        if self.progress is not None:  # a progress save still being written must not land over this one
+            self.progress.close()
         if fr.status in RESUMABLE or self.cfg.save_checkpoint:
             try:
                 ck.save(t.setup.model, t.optimizer, t.scheduler, fr.state, self.ledger,
