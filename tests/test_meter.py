@@ -148,6 +148,16 @@ def test_run_job_composes_and_runs_as_the_command_line(tmp_path: Path) -> None:
         powertrain.run_job("batch_size=32,64")
 
 
+def test_run_job_refuses_repeats_as_the_command_line_does(cli: Any, tmp_path: Path) -> None:
+    import powertrain
+
+    p = cli("repeats=3", cwd=tmp_path)
+    assert p.returncode == 2
+    with pytest.raises(ConfigError) as e:
+        powertrain.run_job("repeats=3")  # silently one job before
+    assert p.stderr.strip() == f"powertrain: error: {e.value}"
+
+
 def test_run_job_calls_in_one_second_get_their_own_directories(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     import re

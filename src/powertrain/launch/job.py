@@ -38,14 +38,12 @@ def compose_config(*overrides: str) -> Any:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from powertrain.compose.overrides import check_overrides
     from powertrain.compose.validate import register_configs
     from powertrain.config.paths import conf_dir
-    from powertrain.config.targets import import_plugins, plugins_in_argv
+    from powertrain.launch.checks import check_argv
 
     args = list(overrides)
-    import_plugins(plugins_in_argv(args))
-    check_overrides(args)
+    check_argv(args, multirun=False)  # the command line's checks, as `powertrain <overrides>` without -m
     _one_job(args)
     register_configs()
     try:
