@@ -148,6 +148,34 @@ def test_run_job_composes_and_runs_as_the_command_line(tmp_path: Path) -> None:
         powertrain.run_job("batch_size=32,64")
 
 
+def test_run_job_refuses_repeats_as_the_command_line_does(cli: Any, tmp_path: Path) -> None:
+    import powertrain
+
+    p = cli("repeats=3", cwd=tmp_path)
+    assert p.returncode == 2
+    with pytest.raises(ConfigError) as e:
+        powertrain.run_job("repeats=3")  # silently one job before
+    assert p.stderr.strip() == f"powertrain: error: {e.value}"
+
+
+def test_run_job_calls_in_one_second_get_their_own_directories(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    import powertrain
+    import powertrain.run
+
+    monkeypatch.chdir(tmp_path)
+    dirs: list[Path] = []
+    monkeypatch.setattr(powertrain.run, "run", lambda cfg, run_dir, *a, **k: dirs.append(run_dir) or {})
+    for _ in range(2):  # well within one second: nothing trains
+        powertrain.run_job("dataset=synthetic", "hardware.device=cpu")
+    assert dirs[0] != dirs[1]
+    for d in dirs:  # the CLI's layout: outputs/<date>/<H-M-S>_<6 chars>
+        assert d.parent.parent == tmp_path / "outputs"
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d", d.parent.name) and re.fullmatch(r"\d\d-\d\d-\d\d_[a-z2-7]{6}", d.name)
+
+
 def _rank(rank: int, port: int, out: str) -> None:
     import torch.distributed as dist
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from powertrain.config import RunConfig
-from powertrain.launch.predict import cost_key, launcher_parallelism, makespan_s, predict_job
+from powertrain.launch.predict import assemble, cost_key, launcher_parallelism, makespan_s, predict_job
 from powertrain.report.predicted import compare
 
 # all of digits' 1,437 training images: each run trains about a second, long enough for its joules not to
@@ -96,3 +96,9 @@ def test_wall_time_with_the_launchers_parallelism() -> None:
     assert launcher_parallelism({"array_parallelism": 2}, 4)[0] == 2
     assert launcher_parallelism({"array_parallelism": 256}, 4)[0] == 4
     assert launcher_parallelism({"n_jobs": 3}, 4)[0] == 3
+
+
+def test_predict_json_keeps_its_schema_name() -> None:
+    # readers key on this string; a module move must not change it
+    job = {**predict_job(RunConfig(max_epochs=1), _profile()), "cost_key": "k", "profile": {"profile_wall_s": 1.0}}
+    assert assemble([job], (1, "basic"))["schema"] == "powertrain.predict/1"

@@ -194,12 +194,14 @@ def test_resume_argv_uses_the_preempted_attempts_overrides(tmp_path: Path) -> No
     assert resume_argv(["seed=2"]) == ["seed=2"]
 
 
-@pytest.mark.parametrize("status, checkpoint", [("completed", True), ("preempted", False)])
-def test_resume_refuses_a_run_with_nothing_to_resume(tmp_path: Path, status: str, checkpoint: bool) -> None:
+@pytest.mark.parametrize("status, checkpoint, why", [("completed", True, "its last attempt ended completed"),
+                                                     ("preempted", False, "it has no checkpoint.pt")])
+def test_resume_refuses_a_run_with_nothing_to_resume(tmp_path: Path, status: str, checkpoint: bool,
+                                                     why: str) -> None:
     from powertrain.compose.resume import resume_argv
 
     d = _run_dir(tmp_path, status, checkpoint)
-    with pytest.raises(ConfigError, match="nothing to resume"):
+    with pytest.raises(ConfigError, match=f"; {why}; nothing to resume"):
         resume_argv([f"resume={d}"])
 
 

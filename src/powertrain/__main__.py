@@ -149,25 +149,19 @@ def _version() -> str:
 
 def _check(argv: list[str]) -> list[str]:
     """The pre-checks on the overrides (Hydra's own flags and their values untouched); the argv to run."""
-    from powertrain.compose.overrides import check_overrides, hydra_args, other_configs
+    from powertrain.compose.overrides import hydra_args, other_configs
     from powertrain.compose.resume import resume_argv
-    from powertrain.config.targets import import_plugins, plugins_in_argv
-    from powertrain.launch.repeats import check_argv as check_repeats_argv
-    from powertrain.launch.search import check_argv as check_sweep_argv
-    from powertrain.launch.slurm import check_launcher_argv
+    from powertrain.launch.checks import check_argv
 
     args = hydra_args(argv)
     if args is not None and args.shell_completion:  # install=bash / query=... are Hydra's, not overrides
         return argv
-    argv = resume_argv(argv)  # resume=<run_dir> -> that run's overrides + its dir
-    args = hydra_args(argv)
+    resumed = resume_argv(argv)  # resume=<run_dir> -> that run's overrides + its dir
+    if resumed != argv:
+        argv, args = resumed, hydra_args(resumed)
     overrides = list(args.overrides) if args is not None else argv
-    import_plugins(plugins_in_argv(overrides))  # plugins=[...]: their names join the checks below
-    check_overrides(overrides, other_sources=other_configs(args))
-    check_sweep_argv(overrides)  # hydra/sweeper=optuna: sampler, keys, search space
-    # repeats=N: only where a sweeper can repeat
-    check_repeats_argv(overrides, multirun=bool(args.multirun) if args is not None else None)
-    check_launcher_argv(overrides)  # hydra.launcher.<key>: a key the chosen launcher has
+    check_argv(overrides, multirun=bool(args.multirun) if args is not None else None,
+               other_sources=other_configs(args))
     return argv
 
 
@@ -188,12 +182,10 @@ def main() -> None:
 
     import hydra
 
-    from powertrain.compose.help import register_resolver
     from powertrain.compose.validate import register_configs
     from powertrain.config.paths import conf_dir
 
-    register_configs()
-    register_resolver()  # hydra.help.template: the generated --help
+    register_configs()  # also the resolvers: hydra.help.template's generated --help, the run dir's suffix
     if any(a.lstrip("+") in ("predict=true", "predict=True") for a in sys.argv[1:]):
         sys.argv.append("hydra.output_subdir=null")  # a prediction leaves no job dirs behind to report on
     _compose_once(sys.argv[1:])

@@ -46,7 +46,8 @@ def resume_argv(argv: list[str]) -> list[str]:
                           f"{run.get('host')} is; wait for it to end)")
     resumable = status in RESUMABLE or status in ("missing", "failed")
     if not resumable or not (run_dir / CHECKPOINT_FILE).exists():
-        why = f"its last attempt ended {status}" if result is not None else f"it has no {CHECKPOINT_FILE}"
+        # a resumable status fails only for want of the file: say that, not the status it could resume from
+        why = f"it has no {CHECKPOINT_FILE}" if resumable else f"its last attempt ended {status}"
         raise ConfigError("resume", raw, "a run that stopped before its end with a checkpoint (preempted, "
                           f"interrupted, lost or failed; {why}; nothing to resume)")
     if result is not None:

@@ -29,7 +29,6 @@ def run_suffix() -> str:
     value per process, so a config resolved twice names one directory.
     """
     if not _suffix:
-        import base64
         import hashlib
         import os
         import secrets
@@ -38,8 +37,22 @@ def run_suffix() -> str:
                                                  "SLURM_STEP_ID")]
         shared = os.environ.get("WORLD_SIZE", "1") not in ("", "1") or os.environ.get("SLURM_STEP_NUM_TASKS", "1") not in ("", "1")
         seed = hashlib.sha256("|".join(world).encode()).digest() if shared and any(world) else secrets.token_bytes(8)
-        _suffix.append(base64.b32encode(seed).decode()[:6].lower())
+        _suffix.append(_encode(seed))
     return _suffix[0]
+
+
+def fresh_suffix() -> str:
+    """A new suffix in ``run_suffix``'s format, drawn on every call: for a process that starts several runs
+    itself (``run_job`` in a notebook), where one value per process would put two runs in one directory."""
+    import secrets
+
+    return _encode(secrets.token_bytes(8))
+
+
+def _encode(seed: bytes) -> str:
+    import base64
+
+    return base64.b32encode(seed).decode()[:6].lower()
 
 
 def register_resolvers() -> None:

@@ -38,14 +38,12 @@ def compose_config(*overrides: str) -> Any:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from powertrain.compose.overrides import check_overrides
     from powertrain.compose.validate import register_configs
     from powertrain.config.paths import conf_dir
-    from powertrain.config.targets import import_plugins, plugins_in_argv
+    from powertrain.launch.checks import check_argv
 
     args = list(overrides)
-    import_plugins(plugins_in_argv(args))
-    check_overrides(args)
+    check_argv(args, multirun=False)  # the command line's checks, as `powertrain <overrides>` without -m
     _one_job(args)
     register_configs()
     try:
@@ -66,7 +64,8 @@ def run_job(*overrides: str, run_dir: Optional[Union[str, Path]] = None) -> dict
 
     Args:
         overrides: as on the command line (``hydra.searchpath=[file://...]`` for a config dir of your own).
-        run_dir: where the run writes; default ``outputs/<date>/<time>`` as the CLI.
+        run_dir: where the run writes; default ``outputs/<date>/<H-M-S>_<suffix>`` as the CLI, the suffix
+            new for each call.
 
     Raises:
         ConfigError: bad input (the one line the CLI prints), before any work.
@@ -74,6 +73,7 @@ def run_job(*overrides: str, run_dir: Optional[Union[str, Path]] = None) -> dict
     from omegaconf import OmegaConf
 
     from powertrain.compose.validate import validate
+    from powertrain.config.paths import fresh_suffix
     from powertrain.run import run
 
     args = list(overrides)
@@ -85,7 +85,8 @@ def run_job(*overrides: str, run_dir: Optional[Union[str, Path]] = None) -> dict
     if cfg.predict:
         raise ConfigError("predict", True, "false: predictions run from the command line (powertrain predict=true)")
     if run_dir is None:
-        run_dir = Path("outputs") / datetime.datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
+        now = datetime.datetime.now()
+        run_dir = Path("outputs") / f"{now:%Y-%m-%d}" / f"{now:%H-%M-%S}_{fresh_suffix()}"
     run_dir = Path(run_dir).resolve()
     if cfg.distributed.nproc_per_node > 1:
         from powertrain.launch.ddp import launch_local

@@ -37,7 +37,7 @@ from typing import Any, Optional
 from powertrain.config import ConfigError, RunConfig, get_dotted
 from powertrain.energy.base import J_PER_KWH
 
-SCHEMA = "powertrain.launch.predict/1"
+SCHEMA = "powertrain.predict/1"
 PREDICT_JSON = "predict.json"
 PREDICT_DIR = ".predict"  # a dot dir: the sweep report does not take it for a job
 COST_KEYS = ("model", "dataset", "batch_size", "eval_batch_size", "precision", "compile", "hardware",
