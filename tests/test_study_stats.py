@@ -261,3 +261,20 @@ def test_figures_carry_the_spread_of_repeats(tmp_path: Path) -> None:
     ax = convergence(df).axes[0]
     assert len(ax.collections) >= 4  # a band (and energy bars) per setting: 4 settings of 3 runs each
     assert sorted(t.get_text() for t in ax.get_legend().get_texts())[0].endswith("(n=3)")
+
+
+def test_noise_section_without_a_usable_spread_leaves_the_spread_sentence_out(tmp_path: Path) -> None:
+    """Two runs of one setting that both metered 0 J: no coefficient of variation (mean 0), so no noise
+    floor to state, and the section must still come out (it raised TypeError on ``None * 100``)."""
+    from powertrain.report import load_sweep
+    from powertrain.report.analysis import noise_section
+
+    for job in range(2):
+        d = tmp_path / "grid" / str(job)
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps(_layers_result("x", job, 0.0)))
+    out = noise_section(load_sweep(tmp_path / "grid"))
+    assert out is not None
+    text, table = out
+    assert "Run-to-run spread" not in text and "±" not in text
+    assert table.rows[0][1:4] == ["(one setting)", 2, 2] and table.rows[0][-1] is None
