@@ -40,7 +40,9 @@ def _cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _run(tmp: Path, name: str, progress: bool, epochs: int, env: dict[str, str]) -> tuple[float, float, int, float]:
+def _run(tmp: Path, name: str, progress: bool, epochs: int,
+         env: dict[str, str]) -> tuple[float, float, int, float, dict]:
+    """(wall s, fit s, epochs, CPU s, result.json "progress": what the saving itself took) of one command."""
     run_dir = tmp / name
     cpu0 = _cpu_s()
     t0 = time.perf_counter()
@@ -52,12 +54,8 @@ def _run(tmp: Path, name: str, progress: bool, epochs: int, env: dict[str, str])
         raise SystemExit(f"run failed (rc {p.returncode}):\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
     cpu = _cpu_s() - cpu0
     result = json.loads((run_dir / "result.json").read_text())
-    if progress:
-        _COSTS.append(result["progress"])
-    return wall, result["time"]["train_s"] + result["time"]["eval_s"], result["metrics"]["epochs"], cpu
-
-
-_COSTS: list[dict] = []  # result.json "progress" of the runs with saves: what the saving itself took
+    fit = result["time"]["train_s"] + result["time"]["eval_s"]
+    return wall, fit, result["metrics"]["epochs"], cpu, result.get("progress") or {}
 
 
 def _in_process(pairs: int, epochs: int, threads: int) -> None:
@@ -98,7 +96,7 @@ def main() -> None:
     on, off = [], []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        _run(tmp, "warmup", True, 1, env)  # page cache and .pyc files warm for both
+        _run(tmp, "warmup", True, 1, env)  # page cache and .pyc files warm for both; its costs are not kept
         for i in range(args.pairs):
             order = [(True, on), (False, off)] if i % 2 == 0 else [(False, off), (True, on)]
             for progress, out in order:
@@ -117,12 +115,13 @@ def main() -> None:
         print(f"fit_ratio {statistics.median(fit_pairs):.4f}  (best-of {min(a[1] for a in on) / min(b[1] for b in off):.4f})")
         print(f"cpu_ratio {statistics.median(cpu_pairs):.4f}  (CPU seconds of the whole command, the writer "
               f"thread's included: {statistics.median(a[3] for a in on):.2f} vs {statistics.median(b[3] for b in off):.2f})")
-        saves = statistics.median(c["saves"] for c in _COSTS)
-        snap = statistics.median(c["snapshot_s"] for c in _COSTS)
-        cpu_w = statistics.median(c["writer_cpu_s"] for c in _COSTS)
+        costs = [a[4] for a in on]  # the measured runs with saves only (not the 1-epoch warm-up)
+        saves = statistics.median(c["saves"] for c in costs)
+        snap = statistics.median(c["snapshot_s"] for c in costs)
+        cpu_w = statistics.median(c["writer_cpu_s"] for c in costs)
         fit_on = statistics.median(a[1] for a in on)
         print(f"saves_per_run {saves:g}  snapshot_s {snap:.4f}  writer_cpu_s {cpu_w:.4f}  writer_wall_s "
-              f"{statistics.median(c['writer_s'] for c in _COSTS):.4f}")
+              f"{statistics.median(c['writer_s'] for c in costs):.4f}")
         print(f"measured_save_share {(snap + cpu_w) / fit_on:.4f}  (training-thread snapshots + writer CPU, over "
               "the fit time: the saves' cost from the work itself, not from a difference of two noisy times)")
         print(f"per_epoch_cost_ms {(statistics.median(a[1] for a in on) - statistics.median(b[1] for b in off)) / on[0][2] * 1e3:.2f}")

@@ -177,6 +177,49 @@ def test_break_even_has_an_interval_and_never_is_a_word() -> None:
     assert math.isfinite(close["saving_effect"]["estimate"])
 
 
+def _mt_result(variant: str, repeat: int, energy_j: float | None) -> dict[str, Any]:
+    res = _layers_result(variant, repeat, energy_j or 50.0)
+    res["config"]["study"] = {"driver": "multitask_vs_single", "part": "runs", "variant": variant}
+    res["run"]["dir"] = f"runs/{variant}/{repeat}"
+    res["metrics"].update(target_accuracy=0.8, reached_target=energy_j is not None, energy_to_target_j=energy_j)
+    return res
+
+
+def test_multitask_saving_pairs_repeats_by_index_and_its_point_matches_its_interval(tmp_path: Path) -> None:
+    """single_a's repeat 1 left no readable result and single_b's repeat 3 missed its target: only repeats
+    0 and 2 have both, and the saved fraction printed is the one its interval and verdict are about."""
+    from types import SimpleNamespace
+
+    from powertrain.report import stats
+    from powertrain.studies import multitask_vs_single as mvs
+    from powertrain.studies._common import interleave
+
+    energy = {"multitask": [30.0, 31.0, 29.0, 30.5], "single_a": [20.0, None, 22.0, 40.0],
+              "single_b": [15.0, 16.0, 17.0, None]}
+    sweep = tmp_path / "runs"
+    for job, (r, name) in enumerate(interleave(list(energy), 4)):
+        if name == "single_a" and r == 1:
+            continue  # the job ended without a result.json: variant_results leaves it out
+        d = sweep / str(job)
+        d.mkdir(parents=True)
+        e = energy[name][r]
+        (d / "result.json").write_text(json.dumps(_mt_result(name, r, e if name != "single_b" or r != 3 else None)))
+    cfg = SimpleNamespace(seed=0, verbose=False, target_accuracy=0.8, model=SimpleNamespace(family="simple_cnn"),
+                          study=SimpleNamespace(tasks=["a", "b"], task_targets=[], mixing="round_robin",
+                                                repeats=4, scale="smoke"))
+    ctx = SimpleNamespace(cfg=cfg, sweep=lambda part, overrides, variants=None: sweep)
+    summary = mvs.run(ctx)  # type: ignore[arg-type]
+    eff = summary["saved_effect"]
+    assert summary["status"] == "completed" and eff["n"] == [4, 2]  # repeats 0 and 2, not positions 0-2
+    pairs = [20.0 + 15.0, 22.0 + 17.0]  # each repeat's own single-task runs
+    assert summary["noise_floor"] == pytest.approx(stats.noise_floor(pairs))
+    total = stats.median([20.0, 22.0]) + stats.median([15.0, 17.0])
+    assert summary["energy_single_sum_j"] == pytest.approx(total)
+    assert summary["energy_saved_fraction"] == pytest.approx((total - 30.25) / total) == pytest.approx(eff["estimate"])
+    assert eff["ci"][0] <= summary["energy_saved_fraction"] <= eff["ci"][1]
+    assert f"({abs(total - 30.25) / total * 100:.0f} % of the single-task runs' {total:.3g} J)" in summary["comparison"]
+
+
 def test_the_wandb_report_summary_carries_every_answer_with_its_interval(layers_sweep: Path) -> None:
     from powertrain.report import load_sweep
     from powertrain.report.wandb_upload import study_answers
@@ -218,3 +261,20 @@ def test_figures_carry_the_spread_of_repeats(tmp_path: Path) -> None:
     ax = convergence(df).axes[0]
     assert len(ax.collections) >= 4  # a band (and energy bars) per setting: 4 settings of 3 runs each
     assert sorted(t.get_text() for t in ax.get_legend().get_texts())[0].endswith("(n=3)")
+
+
+def test_noise_section_without_a_usable_spread_leaves_the_spread_sentence_out(tmp_path: Path) -> None:
+    """Two runs of one setting that both metered 0 J: no coefficient of variation (mean 0), so no noise
+    floor to state, and the section must still come out (it raised TypeError on ``None * 100``)."""
+    from powertrain.report import load_sweep
+    from powertrain.report.analysis import noise_section
+
+    for job in range(2):
+        d = tmp_path / "grid" / str(job)
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps(_layers_result("x", job, 0.0)))
+    out = noise_section(load_sweep(tmp_path / "grid"))
+    assert out is not None
+    text, table = out
+    assert "Run-to-run spread" not in text and "±" not in text
+    assert table.rows[0][1:4] == ["(one setting)", 2, 2] and table.rows[0][-1] is None

@@ -198,10 +198,12 @@ def noise_section(df: Any) -> Optional[tuple[str, Table]]:
     floor = stats.median(floors)
     seeds = d["seed"].nunique() > 1
     what = "energy to target" if targeted else "energy"
-    lines = [f"Run-to-run spread: repeated runs of one setting differ in {what} by ±{floor * 100:.1f} % (median "
-             f"coefficient of variation over {len(rows)} settings with 2+ runs"
-             + ("; seeds vary between them, so this includes the seed's effect)." if seeds else
-                "; identical runs).") + " A difference smaller than that is inside the noise."]
+    # no setting with a spread to measure (e.g. every repeat metered 0 J): no floor to state, the table stays
+    lines = [] if floor is None else [
+        f"Run-to-run spread: repeated runs of one setting differ in {what} by ±{floor * 100:.1f} % (median "
+        f"coefficient of variation over {len(rows)} settings with 2+ runs"
+        + ("; seeds vary between them, so this includes the seed's effect)." if seeds else
+           "; identical runs).") + " A difference smaller than that is inside the noise."]
     for k in [k for k in keys if 1 < d[k].astype(str).nunique() <= MAX_LEVELS]:
         groups = [[float(v) for v in g[col].dropna()] for _, g in d.groupby(k, dropna=False, sort=True)]
         p = stats.kruskal_p(groups)

@@ -7,7 +7,8 @@ the preset's targets sit near what the shared model reaches at all (digits peaks
 seed may miss one and leave a repeat without an answer; the spread is then the machine's run-to-run noise.
 The summary reports the energy saved (or lost) by sharing: the single-task runs' medians summed against
 the multitask median, with a 95 % bootstrap interval of the saved fraction and the Mann–Whitney p that the
-multitask runs cost what each repeat's single-task runs cost together.
+multitask runs cost what each repeat's single-task runs cost together; the single-task side counts only the
+repeats (by recorded repeat index) in which every single-task run reached its target.
 """
 
 from __future__ import annotations
@@ -70,7 +71,12 @@ def check(cfg: RunConfig) -> None:
 
 def saving_stats(e_mt: list[float], singles: list[list[float]]) -> dict[str, Any]:
     """The saved fraction (Σ median single − median multitask) / Σ median single, its 95 % interval, and
-    the Mann–Whitney p of the multitask runs against each repeat's summed single-task runs (pure)."""
+    the Mann–Whitney p of the multitask runs against each repeat's summed single-task runs (pure).
+
+    ``singles[t][i]`` is task t's run of the i-th complete repeat. The point (the summary's
+    ``energy_single_sum_j``, ``energy_saved_j``, ``energy_saved_fraction``) comes from these same samples,
+    so the printed number, its interval and its verdict always describe the same runs.
+    """
     import numpy as np
 
     from powertrain.report import stats
@@ -88,7 +94,23 @@ def saving_stats(e_mt: list[float], singles: list[list[float]]) -> dict[str, Any
                        "the multitask runs against the summed single-task runs", floor=floor,
                        needed=stats.repeats_needed(point, stats.log_sd(e_mt, sums)))
     eff["verdict"] = stats.verdict("energy saved by sharing", eff, floor_of="the summed single-task runs")
-    return {"saved_effect": eff, "energy_saved_fraction_ci": eff["ci"], "noise_floor": floor}
+    return {"energy_single_sum_j": total, "energy_saved_j": None if m_mt is None else total - m_mt,
+            "energy_saved_fraction": point, "saved_effect": eff, "energy_saved_fraction_ci": eff["ci"],
+            "noise_floor": floor}
+
+
+def reached_by_repeat(rs: list[dict[str, Any]]) -> dict[int, float]:
+    """Energy to target by the repeat index each run recorded (``repeat=r``), of the runs that reached it.
+
+    Not by place in the list: ``variant_results`` leaves out a job without a readable result.json, which
+    would shift every later run of that variant onto another repeat's runs.
+    """
+    out: dict[int, float] = {}
+    for r in rs:
+        e = r["metrics"]["energy_to_target_j"]
+        if e is not None:
+            out[int((r.get("config") or {}).get("repeat", 0))] = e
+    return out
 
 
 def run(ctx: StudyContext) -> dict[str, Any]:
@@ -143,19 +165,16 @@ def run(ctx: StudyContext) -> dict[str, Any]:
                    energy_single_sum_j=None, energy_saved_j=None, energy_saved_fraction=None)
     lines.append(f"  multitask, every task at its target: {joules(e_mt)} "
                  f"({sum(v is not None for v in e(r_mt))}/{len(r_mt)} reached)")
-    complete = [r for r in range(n) if all(len(rs) > r and rs[r]["metrics"]["energy_to_target_j"] is not None
-                                           for rs in singles.values())]
+    by_rep = {t: reached_by_repeat(rs) for t, rs in singles.items()}
+    complete = sorted(set.intersection(*(set(v) for v in by_rep.values())))  # every task reached in that repeat
     if e_mt is None or not complete:
         missing = (["multitask"] if e_mt is None else []) + [t for t, rs in singles.items() if median(e(rs)) is None]
         summary["comparison"] = f"not comparable: {', '.join(missing) or 'no repeat'} did not reach the target(s)"
         lines.append(f"  {summary['comparison']} (raise max_epochs or lower the targets)")
         return finish(summary, lines, cfg.verbose)
-    total = sum(median(e(rs)) for rs in singles.values())  # type: ignore[misc]
-    saved = total - e_mt
-    summary.update(status="completed", energy_single_sum_j=total, energy_saved_j=saved,
-                   energy_saved_fraction=saved / total if total else None,
-                   **saving_stats([v for v in e(r_mt) if v is not None],
-                                  [[singles[t][r]["metrics"]["energy_to_target_j"] for r in complete] for t in s.tasks]))
+    summary.update(status="completed", **saving_stats([v for v in e(r_mt) if v is not None],
+                                                      [[by_rep[t][r] for r in complete] for t in s.tasks]))
+    total, saved = summary["energy_single_sum_j"], summary["energy_saved_j"]
     summary["comparison"] = (f"multitask {'saves' if saved >= 0 else 'costs'} {fmt_j(abs(saved))} J "
                              f"({abs(saved) / total * 100:.0f} % of the single-task runs' {fmt_j(total)} J)")
     lines.append(f"  single-task runs together:           {joules(total)}")
