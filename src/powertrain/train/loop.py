@@ -16,7 +16,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from powertrain.energy.base import EnergyMeter, Ledger
+from powertrain.energy.base import EnergyMeter, Ledger, combine
 from powertrain.train.tasks import Task
 
 
@@ -93,7 +93,7 @@ def _train_epoch(model: nn.Module, task: Task, optimizer: torch.optim.Optimizer,
             progress.mid_epoch(n_batches)
             meter.begin_window("train")
     parts.append(_add_train(meter.end_window("train"), ledger, st))  # the window end syncs the device
-    m_train = _combine(parts)
+    m_train = combine(parts)
     if display is not None:
         display.end_epoch(m_train)
     return m_train, loss_sum, n_batches, preempted
@@ -103,24 +103,6 @@ def _add_train(m: Any, ledger: Ledger, st: FitState) -> Any:
     ledger.add("train", m)
     st.train_s += m.time_s
     return m
-
-
-def _combine(parts: list[Any]) -> Any:
-    """One measurement for an epoch's train window that progress saves cut into parts."""
-    if len(parts) == 1:
-        return parts[0]
-    from dataclasses import replace
-
-    from powertrain.energy.base import Measurement
-
-    comps: dict[str, Any] = {}
-    for m in parts:
-        for c in m.components:
-            acc = comps.get(c.name)
-            comps[c.name] = c if acc is None else replace(
-                acc, energy_j=acc.energy_j + c.energy_j, measured_j=acc.measured_j + c.measured_j,
-                measured=acc.measured and c.measured)
-    return Measurement(parts[0].name, sum(m.time_s for m in parts), list(comps.values()))
 
 
 class _NoProgress:
