@@ -96,3 +96,20 @@ def test_wall_time_with_the_launchers_parallelism() -> None:
     assert launcher_parallelism({"array_parallelism": 2}, 4)[0] == 2
     assert launcher_parallelism({"array_parallelism": 256}, 4)[0] == 4
     assert launcher_parallelism({"n_jobs": 3}, 4)[0] == 3
+
+
+def test_steps_per_epoch_is_the_tasks_own_count_or_an_epoch_counted() -> None:
+    import torch
+
+    from powertrain.data import DataSplits
+    from powertrain.launch.predict import _steps_per_epoch
+    from powertrain.paradigms.multitask import MultiTask
+    from powertrain.train.tasks import ClassificationTask
+
+    x, y = torch.randn(40, 3), torch.randint(0, 2, (40,))
+    splits = DataSplits("toy", x, y, x[:8], y[:8], 2)
+    task = ClassificationTask(splits, 8, 8, 0)
+    assert _steps_per_epoch(task) == task.steps_per_epoch == 5
+    # two tasks of 5 batches: 10 steps an epoch, not the 2 entries of its dict of batches
+    multi = MultiTask({"a": splits, "b": splits}, 8, 8, 0, {"a": 1.0, "b": 1.0}, {"a": None, "b": None})
+    assert _steps_per_epoch(multi) == len(list(multi.batches(0))) == 10
