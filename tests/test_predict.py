@@ -102,3 +102,20 @@ def test_predict_json_keeps_its_schema_name() -> None:
     # readers key on this string; a module move must not change it
     job = {**predict_job(RunConfig(max_epochs=1), _profile()), "cost_key": "k", "profile": {"profile_wall_s": 1.0}}
     assert assemble([job], (1, "basic"))["schema"] == "powertrain.predict/1"
+
+
+def test_steps_per_epoch_is_the_tasks_own_count_or_an_epoch_counted() -> None:
+    import torch
+
+    from powertrain.data import DataSplits
+    from powertrain.launch.predict import _steps_per_epoch
+    from powertrain.paradigms.multitask import MultiTask
+    from powertrain.train.tasks import ClassificationTask
+
+    x, y = torch.randn(40, 3), torch.randint(0, 2, (40,))
+    splits = DataSplits("toy", x, y, x[:8], y[:8], 2)
+    task = ClassificationTask(splits, 8, 8, 0)
+    assert _steps_per_epoch(task) == task.steps_per_epoch == 5
+    # two tasks of 5 batches: 10 steps an epoch, not the 2 entries of its dict of batches
+    multi = MultiTask({"a": splits, "b": splits}, 8, 8, 0, {"a": 1.0, "b": 1.0}, {"a": None, "b": None})
+    assert _steps_per_epoch(multi) == len(list(multi.batches(0))) == 10

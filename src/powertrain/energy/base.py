@@ -43,6 +43,12 @@ class ComponentEnergy:
         d.update(extra)
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ComponentEnergy:
+        """The inverse of ``to_dict``: every key that is not a field goes back into ``extra``."""
+        fields = ("name", "kind", "method", "measured", "energy_j", "measured_j")
+        return cls(**{k: d[k] for k in fields if k in d}, extra={k: v for k, v in d.items() if k not in fields})
+
     @property
     def share(self) -> Optional[float]:
         """The share of the component billed to this job (None where unknown)."""
@@ -412,3 +418,21 @@ class Ledger:
         return {"train_j": train_j, "eval_j": eval_j, "total_j": train_j + eval_j,
                 "setup_j": self.phase_j("setup"),  # data loading + model building, outside total_j
                 "components": self.components(), "measured_fraction": self.measured_fraction()}
+
+
+def combine(parts: list[Measurement]) -> Measurement:
+    """One measurement for consecutive parts of a window (a train window that progress saves cut up).
+
+    Each component is summed by the ledger's own rules (``Ledger._merge``), so the whole reads exactly as
+    the ledger billed its parts: the same per-component joules, in the same order, summed the same way.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    comps: dict[str, dict[str, Any]] = {}
+    for m in parts:
+        for c in m.components:
+            Ledger._merge(comps, c.to_dict())
+    known = [m.carbon_g for m in parts if m.carbon_g is not None]
+    carbon_g = sum(known) if len(known) == len(parts) else None  # never a silent zero for a part
+    return Measurement(parts[0].name, sum(m.time_s for m in parts),
+                       [ComponentEnergy.from_dict(c) for c in comps.values()], carbon_g)

@@ -58,10 +58,10 @@ def cost_key(config: Mapping[str, Any]) -> str:
 
 
 def _steps_per_epoch(task: Any) -> int:
-    train = getattr(task, "train", None)
-    if train is not None and hasattr(train, "__len__"):
-        return len(train)
-    return sum(1 for _ in task.batches(0))
+    """The task's own count where it has one (``SupervisedTask.steps_per_epoch``), else an epoch counted:
+    a ``train`` attribute with a length is not always the batches (multitask's is a dict of tasks)."""
+    spe = getattr(task, "steps_per_epoch", None)
+    return spe if spe is not None else sum(1 for _ in task.batches(0))
 
 
 def _measure_steps(meter: Any, training: Any) -> tuple[int, Any, list[tuple[int, float, float]], Any]:

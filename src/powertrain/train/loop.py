@@ -16,7 +16,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from powertrain.energy.base import EnergyMeter, Ledger
+from powertrain.energy.base import EnergyMeter, Ledger, combine
 from powertrain.train.tasks import Task
 
 
@@ -59,12 +59,14 @@ class FitResult:
 
 
 def _train_epoch(model: nn.Module, task: Task, optimizer: torch.optim.Optimizer, meter: EnergyMeter,
-                 ledger: Ledger, st: FitState, scaler: Optional[Any], stop_requested: Callable[[], bool],
+                 ledger: Ledger, st: FitState, scaler: Optional[Any], stop_requested: Optional[Callable[[], bool]],
                  progress: Optional[Any], display: Optional[Any] = None) -> tuple[Any, Any, int, bool]:
     """One epoch of steps in a "train" window: (measurement, summed loss on the device, steps, preempted).
 
-    The window's joules go into ``ledger`` (and its time into ``st.train_s``) here. ``progress`` (one
-    process only; None in a distributed run, whose window ends are collectives) has a ``due`` flag its own
+    ``stop_requested`` is asked after every step (one process only; None in a distributed run, whose
+    ranks agree at the epoch's end). The window's joules go into ``ledger`` (and its time into
+    ``st.train_s``) here. ``progress`` (one process only, or None: a distributed run's window ends are
+    collectives, and a run may save nothing mid-epoch) has a ``due`` flag its own
     thread raises every ``checkpoint.every_s``: then the window is cut there, so the joules so far are in the
     ledger, and ``progress.mid_epoch(steps)`` saves them with a checkpoint before the steps go on.
     ``display`` is the terminal's progress line (``train.display.ProgressLine``), or None.
@@ -85,7 +87,7 @@ def _train_epoch(model: nn.Module, task: Task, optimizer: torch.optim.Optimizer,
         n_batches += 1
         # one process stops at once; ranks agree at the epoch's end (a rank leaving mid-epoch would
         # leave the others waiting in their next gradient all-reduce)
-        if progress is not None and stop_requested():
+        if stop_requested is not None and stop_requested():
             preempted = True
             break
         if progress is not None and progress.due:  # a flag, not a clock read: nothing per step but this
@@ -93,7 +95,7 @@ def _train_epoch(model: nn.Module, task: Task, optimizer: torch.optim.Optimizer,
             progress.mid_epoch(n_batches)
             meter.begin_window("train")
     parts.append(_add_train(meter.end_window("train"), ledger, st))  # the window end syncs the device
-    m_train = _combine(parts)
+    m_train = combine(parts)
     if display is not None:
         display.end_epoch(m_train)
     return m_train, loss_sum, n_batches, preempted
@@ -103,33 +105,6 @@ def _add_train(m: Any, ledger: Ledger, st: FitState) -> Any:
     ledger.add("train", m)
     st.train_s += m.time_s
     return m
-
-
-def _combine(parts: list[Any]) -> Any:
-    """One measurement for an epoch's train window that progress saves cut into parts."""
-    if len(parts) == 1:
-        return parts[0]
-    from dataclasses import replace
-
-    from powertrain.energy.base import Measurement
-
-    comps: dict[str, Any] = {}
-    for m in parts:
-        for c in m.components:
-            acc = comps.get(c.name)
-            comps[c.name] = c if acc is None else replace(
-                acc, energy_j=acc.energy_j + c.energy_j, measured_j=acc.measured_j + c.measured_j,
-                measured=acc.measured and c.measured)
-    return Measurement(parts[0].name, sum(m.time_s for m in parts), list(comps.values()))
-
-
-class _NoProgress:
-    """``progress`` of a one-process fit that saves nothing mid-epoch (the flag is never raised)."""
-
-    due = False
-
-    def mid_epoch(self, steps: int) -> None:  # pragma: no cover - never called: due stays False
-        pass
 
 
 def _eval_epoch(model: nn.Module, task: Task, meter: EnergyMeter, ledger: Ledger,
@@ -227,7 +202,7 @@ def fit(
     """
     st = state if state is not None else FitState()
     # one process: stop requests and progress saves are checked per step; ranks only at the epoch's end
-    progress = (progress or _NoProgress()) if sync is None else None
+    progress = progress if sync is None else None
     limits = _Limits(max_epochs, target_accuracy, energy_budget_j, time_budget_s)
     t_start = time.perf_counter() - clock_offset_s
     metrics: dict[str, Any] = st.history[-1] if st.history else {}
@@ -235,7 +210,8 @@ def fit(
     model.train()
     while st.epoch < max_epochs:
         m_train, loss_sum, n_batches, preempted = _train_epoch(
-            model, task, optimizer, meter, ledger, st, scaler, stop_requested, progress, display)
+            model, task, optimizer, meter, ledger, st, scaler, stop_requested if sync is None else None,
+            progress, display)
         st.steps += n_batches
         if sync is not None:
             loss_sum = sync.mean(loss_sum)  # every rank took n_batches steps
