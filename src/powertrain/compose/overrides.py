@@ -35,7 +35,9 @@ def _flat_keys(node: Any, prefix: str = "") -> list[str]:
     return keys
 
 
-def _values(override: Any) -> Iterable[Any]:
+def override_values(override: Any) -> Iterable[Any]:
+    """The values a parsed override gives its key: one, or each of a choice or range sweep (none for an
+    interval or glob, whose values the sweeper samples)."""
     from hydra.core.override_parser.types import ChoiceSweep, Glob, IntervalSweep, RangeSweep
 
     if not override.is_sweep_override():
@@ -51,7 +53,7 @@ def _values(override: Any) -> Iterable[Any]:
 
 
 def _last_choice(parsed: list[Any], group: str) -> Optional[str]:
-    values = [v for ov in parsed if ov.key_or_group == group and ov.package is None for v in _values(ov)]
+    values = [v for ov in parsed if ov.key_or_group == group and ov.package is None for v in override_values(ov)]
     return str(values[-1]) if values else None
 
 
@@ -149,7 +151,7 @@ def check_overrides(argv: list[str], other_sources: bool = False) -> None:
             value = ov.input_line.split("=", 1)[1] if ov.input_line else ""
             hint = f"; an argument of your own model or dataset: +{key}={value}" if _own_argument(key) else ""
             raise ConfigError(key, value, f"an existing config key{did_you_mean(key, known, quote=False)}{hint}")
-        for value in _values(ov):
+        for value in override_values(ov):
             # the schema itself is the probe: keys are checked independently, and building a fresh
             # structured config per value costs ~30 ms of start-up each
             try:
@@ -184,7 +186,7 @@ def _check_group_option(group: str, override: Any, options: Optional[tuple[str, 
 
     if options is None:
         options = tuple(sorted(p.stem for p in (conf_dir() / group).glob("*.yaml")))
-    for value in _values(override):
+    for value in override_values(override):
         if value not in options and not (group == "experiment" and value is None):
             raise ConfigError(group, value, one_of_message(value, options))
 
