@@ -15,11 +15,8 @@ from typing import Any, Optional
 
 from powertrain.compose.validate import check_value
 from powertrain.compose.validate import schema as run_schema
-from powertrain.config import GROUPS
-from powertrain.config.errors import ConfigError, did_you_mean, one_of_message
-
-# groups a bare ``name=option`` selects (experiment is optional: no preset unless named)
-CHOICE_GROUPS = (*GROUPS, "experiment")
+from powertrain.config import CHOICE_GROUPS
+from powertrain.config.errors import ConfigError, did_you_mean, one_of_message, type_name
 
 
 def _flat_keys(node: Any, prefix: str = "") -> list[str]:
@@ -182,10 +179,10 @@ def _own_argument(key: str) -> bool:
 
 def _check_group_option(group: str, override: Any, options: Optional[tuple[str, ...]] = None) -> None:
     """Hydra reports an unknown group option in many lines with exit 1; make it one line (exit 2)."""
-    from powertrain.config.paths import conf_dir
+    from powertrain.config.paths import group_options
 
     if options is None:
-        options = tuple(sorted(p.stem for p in (conf_dir() / group).glob("*.yaml")))
+        options = group_options(group)
     for value in override_values(override):
         if value not in options and not (group == "experiment" and value is None):
             raise ConfigError(group, value, one_of_message(value, options))
@@ -198,9 +195,7 @@ def _type_name(schema: Any, key: str) -> str:
     node = schema if not parent else OmegaConf.select(schema, parent)
     ref = node._get_node(leaf)
     t = getattr(ref, "_metadata", None)
-    name = getattr(getattr(t, "ref_type", None), "__name__", None) or str(getattr(t, "ref_type", "value"))
-    name = name.replace("typing.", "").replace("Optional[", "null or ").rstrip("]")
-    return {"int": "integer", "float": "number", "bool": "true/false", "str": "string"}.get(name, name)
+    return type_name(getattr(getattr(t, "ref_type", None), "__name__", None) or str(getattr(t, "ref_type", "value")))
 
 
 
