@@ -44,6 +44,12 @@ def type_name(name: str) -> str:
     return _TYPE_WORDS.get(name, name)
 
 
+def first_line(err: BaseException) -> str:
+    """``Type: first line of the message`` (``Type`` alone for an empty one): an exception in one line."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
 def shown(value: Any) -> str:
     """``repr(value)``, cut to about ``ECHO_CHARS`` characters (a 20,000-character value stays one line)."""
     text = repr(value)
