@@ -59,13 +59,7 @@ class Probe:
 def _device(device: str) -> None:
     from powertrain.hardware.device import resolve_device
 
-    dev = resolve_device(device)  # cuda without a GPU: ConfigError
-    if dev.type == "cuda" and dev.index is not None:
-        import torch
-
-        if dev.index >= torch.cuda.device_count():
-            raise ConfigError("hardware.device", device,
-                              f"cuda:0 ... cuda:{torch.cuda.device_count() - 1} (this machine's GPUs) or auto")
+    resolve_device(device)  # cuda without a GPU, or past its last one: ConfigError, as the run's
 
 
 def _data_shape(cfg: RunConfig) -> tuple[tuple[int, int, int], int]:
