@@ -142,3 +142,20 @@ def test_unknown_timm_name_suggests_close_names(compose):
     with pytest.raises(ConfigError) as err:
         validate(compose("model=timm", "model.name=resnet181"))
     assert err.value.key == "model.name" and "did you mean resnet18" in str(err.value)
+
+
+def test_type_words_are_one_vocabulary_for_messages_and_help() -> None:
+    from powertrain.compose.help import key_lines
+    from powertrain.config.errors import type_name
+
+    assert [type_name(t) for t in ("int", "float", "str", "bool", "Optional[float]", "typing.Optional[int]")] == [
+        "integer", "number", "string", "true/false", "number or null", "integer or null"]
+    assert any(line.split()[:4] == ["target_accuracy", "number", "or", "null"] for line in key_lines())
+
+
+def test_an_exception_in_one_line() -> None:
+    from powertrain.config.errors import first_line
+
+    assert first_line(RuntimeError("CUDA out of memory\nmore details")) == "RuntimeError: CUDA out of memory"
+    assert first_line(ValueError("  padded  \n")) == "ValueError: padded"
+    assert first_line(KeyError()) == "KeyError"  # no dangling colon for an empty message

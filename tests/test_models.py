@@ -99,3 +99,15 @@ def test_dropout_is_inserted_only_when_asked():
     drop = create_model(ModelConfig(family="dense_poly", dropout=0.2), (1, 8, 8), 10)
     assert not any(isinstance(m, nn.Dropout) for m in plain.modules())
     assert [m.p for m in drop.modules() if isinstance(m, nn.Dropout)] == [0.2, 0.2]
+
+
+def test_the_families_that_take_features_say_so_in_their_registration() -> None:
+    from powertrain.models import registered_models
+
+    takes = sorted(n for n, m in registered_models().meta.items() if m.get("features"))
+    assert takes == ["dense_linear", "dense_poly", "mlp", "target"]
+    for family in ("dense_poly", "dense_linear", "mlp"):
+        assert create_model(ModelConfig(family=family), (7,), 2)(torch.zeros(3, 7)).shape == (3, 2)
+    for family in ("simple_cnn", "timm"):
+        with pytest.raises(ConfigError, match="takes C×H×W images"):
+            create_model(ModelConfig(family=family), (7,), 2)

@@ -121,6 +121,26 @@ def test_config_error_found_while_building_is_recorded_and_raised(tiny_cfg, tmp_
     assert r["status"] == "failed" and r["error"].startswith("model.conv_blocks=4 is not allowed")
 
 
+def test_a_single_run_on_a_gpu_index_past_the_last_is_refused_in_one_line(tiny_cfg, tmp_path, monkeypatch):
+    # the sweep's preflight had this check and a single run did not: both now ask resolve_device
+    import torch
+
+    from powertrain.compose.preflight import Probe
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a one-GPU machine, GPU or not
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    line = "hardware.device='cuda:5' is not allowed: cuda:0 ... cuda:0 (this machine's GPUs) or auto"
+    cfg = tiny_cfg(**{"hardware.device": "cuda:5"})
+    with pytest.raises(ConfigError) as e:
+        run(cfg, tmp_path)
+    assert str(e.value) == line
+    r = read_result(tmp_path)
+    assert r["status"] == "failed" and r["error"] == line and r["metrics"]["epochs"] == 0
+    with pytest.raises(ConfigError) as e:
+        Probe()(cfg)
+    assert str(e.value) == line
+
+
 def test_diverged_and_budget_runs_meet_the_contract(tiny_cfg, tmp_path):
     diverged = run(tiny_cfg(**{"optimizer.lr": 1e6}), tmp_path / "d")
     budget = run(tiny_cfg(**{"budget.energy_j": 1e-3}), tmp_path / "b")

@@ -187,3 +187,32 @@ def test_stop_request_chain_survives_a_refused_requeue() -> None:
         stop.chain()  # logged, not raised
     finally:
         signal.signal(signal.SIGUSR2, previous)
+
+
+@pytest.mark.parametrize("override, names", [
+    ("model.family=choice(lab_net,simple_cnn)", ["lab_net", "simple_cnn"]),
+    ("model.family=lab_net,simple_cnn", ["lab_net", "simple_cnn"]),
+    ("+model.family=[lab_net,simple_cnn]", ["lab_net", "simple_cnn"]),
+    ("dataset.name=range(1,3)", ["1", "2"]),
+])
+def test_swept_names_are_parsed_as_hydra_parses_them(override: str, names: list[str]) -> None:
+    # by hand, choice(a,b) gave "choice(a" and "b)", names no registry has: the reach check passed them
+    key = override.lstrip("+").split("=")[0]
+    assert sc.swept_names([override, "seed=1"])[key] == names
+
+
+def test_a_name_only_this_process_has_is_refused_inside_a_choice_sweep(monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys: pytest.CaptureFixture) -> None:
+    from omegaconf import OmegaConf
+
+    from powertrain.models import registered_models
+
+    models = registered_models()
+    monkeypatch.setitem(models, "here_only_net", lambda **kw: None)
+    monkeypatch.setitem(models.meta, "here_only_net", {"own": True, "module": "my_script", "registered_in": "my_script"})
+    config = OmegaConf.create({"model": {"family": "simple_cnn"}, "dataset": {"name": "digits"}, "plugins": [],
+                               "hydra": {"overrides": {"task": ["model.family=choice(simple_cnn,here_only_net)"]}}})
+    with pytest.raises(SystemExit) as e:
+        sc._check_plugins(config)
+    assert e.value.code == 2
+    assert "model.family='here_only_net'" in capsys.readouterr().err

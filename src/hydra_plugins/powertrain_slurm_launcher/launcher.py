@@ -140,7 +140,7 @@ def _record(job: Any, job_dir: Path, overrides: list[str], error: str) -> tuple[
     replaced it left nothing, and the error says so instead of letting the row pass for a plain
     preemption. Any other result was written by the task's last attempt and stays as it is.
     """
-    from powertrain.results import read_result, write_failed, write_result
+    from powertrain.results import read_result, write_failed
 
     state = getattr(job, "state", "UNKNOWN")
     try:
@@ -153,13 +153,8 @@ def _record(job: Any, job_dir: Path, overrides: list[str], error: str) -> tuple[
     status = str(result.get("status", "failed"))
     if status == "running":  # killed while it trained (OOM, node lost): its last progress save is the record
         epochs = (result.get("metrics") or {}).get("epochs") or 0
-        error = f"lost: {error}; its last save (after epoch {epochs}) is kept"
-        if (job_dir / "checkpoint.pt").exists():
-            error += f", resume it with resume={job_dir}"
-        result["status"], result["error"] = "lost", error
-        result.setdefault("run", {})["slurm_job_id"] = str(job.job_id)
-        write_result(job_dir, result)
-        return "lost", error
+        result["status"] = "lost"
+        return "lost", _keep(job, job_dir, result, f"lost: {error}; its last save (after epoch {epochs}) is kept")
     if status != "preempted":
         return status, result.get("error") or error
     recorded = int((result.get("run") or {}).get("attempts") or 1)
@@ -170,14 +165,21 @@ def _record(job: Any, job_dir: Path, overrides: list[str], error: str) -> tuple[
         what = "ended without a result"
     else:  # no log to tell whether it started
         what = "left no result"
-    error = (f"requeued attempt {what} (Slurm state: {state}); result of attempt {recorded} "
-             f"(preempted) kept")
-    if (job_dir / "checkpoint.pt").exists():
+    return status, _keep(job, job_dir, result, f"requeued attempt {what} (Slurm state: {state}); result of "
+                                               f"attempt {recorded} (preempted) kept")
+
+
+def _keep(job: Any, job_dir: Path, result: dict[str, Any], error: str) -> str:
+    """Write back a result the launcher annotated: ``error`` (with how to resume, where a checkpoint is
+    there to resume from) and the Slurm job; returns the error."""
+    from powertrain.results import CHECKPOINT_FILE, write_result
+
+    if (job_dir / CHECKPOINT_FILE).exists():
         error += f", resume it with resume={job_dir}"
     result["error"] = error
     result.setdefault("run", {})["slurm_job_id"] = str(job.job_id)
     write_result(job_dir, result)
-    return status, error
+    return error
 
 
 def _attempts_started(job: Any) -> int | None:

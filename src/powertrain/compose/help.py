@@ -14,8 +14,6 @@ import dataclasses
 from typing import Any
 
 RESOLVER = "powertrain_help"
-# groups a user picks an option of; ``study`` is set by an experiment preset, never by hand
-HELP_GROUPS = ("model", "dataset", "optimizer", "hardware", "paradigm", "tracking", "experiment")
 
 
 def register_resolver() -> None:
@@ -30,13 +28,6 @@ def _resolve(*, _root_: Any) -> str:
     return help_text(_root_)
 
 
-def _type_name(t: Any) -> str:
-    name = str(t).replace("typing.", "")
-    if name.startswith("Optional[") and name.endswith("]"):
-        return f"{_type_name(name[len('Optional['):-1])} or null"
-    return {"str": "string", "int": "integer", "float": "number", "bool": "true/false"}.get(name, name)
-
-
 def _value(v: Any) -> str:
     if v is None:
         return "null"
@@ -47,11 +38,12 @@ def _value(v: Any) -> str:
 
 def group_lines(choices: Any = None) -> list[str]:
     """``group: a, b*, c`` per choosable group: its YAML files, the option in effect marked ``*``."""
-    from powertrain.config.paths import conf_dir
+    from powertrain.config import CHOICE_GROUPS
+    from powertrain.config.paths import group_options
 
     lines = []
-    for group in HELP_GROUPS:
-        options = sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+    for group in CHOICE_GROUPS:
+        options = group_options(group)
         chosen = None if choices is None else choices.get(group)
         marked = [f"{o}*" if o == chosen else o for o in options]
         lines.append(f"{group}: {', '.join(marked)}")
@@ -62,6 +54,7 @@ def key_lines(cfg: Any = None) -> list[str]:
     """The top-level keys of the schema: ``name  type  default`` for plain values, and each section
     (``energy.*``) with its keys; defaults read from the composed ``cfg`` where given."""
     from powertrain.config import GROUPS, RunConfig
+    from powertrain.config.errors import type_name
 
     plain, sections = [], []
     for f in dataclasses.fields(RunConfig):
@@ -73,7 +66,7 @@ def key_lines(cfg: Any = None) -> list[str]:
             continue
         declared = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         default = declared if cfg is None else cfg.get(f.name, declared)
-        plain.append((f.name, _type_name(f.type), _value(default)))
+        plain.append((f.name, type_name(str(f.type)), _value(default)))
     width = max(len(n) for n, _, _ in plain)
     twidth = max(len(t) for _, t, _ in plain)
     return [f"  {n.ljust(width)}  {t.ljust(twidth)}  {d}" for n, t, d in plain] + ["", *sections]

@@ -15,11 +15,8 @@ from typing import Any, Optional
 
 from powertrain.compose.validate import check_value
 from powertrain.compose.validate import schema as run_schema
-from powertrain.config import GROUPS
-from powertrain.config.errors import ConfigError, did_you_mean, one_of_message
-
-# groups a bare ``name=option`` selects (experiment is optional: no preset unless named)
-CHOICE_GROUPS = (*GROUPS, "experiment")
+from powertrain.config import CHOICE_GROUPS
+from powertrain.config.errors import ConfigError, did_you_mean, one_of_message, type_name
 
 
 def _flat_keys(node: Any, prefix: str = "") -> list[str]:
@@ -35,7 +32,9 @@ def _flat_keys(node: Any, prefix: str = "") -> list[str]:
     return keys
 
 
-def _values(override: Any) -> Iterable[Any]:
+def override_values(override: Any) -> Iterable[Any]:
+    """The values a parsed override gives its key: one, or each of a choice or range sweep (none for an
+    interval or glob, whose values the sweeper samples)."""
     from hydra.core.override_parser.types import ChoiceSweep, Glob, IntervalSweep, RangeSweep
 
     if not override.is_sweep_override():
@@ -51,7 +50,7 @@ def _values(override: Any) -> Iterable[Any]:
 
 
 def _last_choice(parsed: list[Any], group: str) -> Optional[str]:
-    values = [v for ov in parsed if ov.key_or_group == group and ov.package is None for v in _values(ov)]
+    values = [v for ov in parsed if ov.key_or_group == group and ov.package is None for v in override_values(ov)]
     return str(values[-1]) if values else None
 
 
@@ -149,7 +148,7 @@ def check_overrides(argv: list[str], other_sources: bool = False) -> None:
             value = ov.input_line.split("=", 1)[1] if ov.input_line else ""
             hint = f"; an argument of your own model or dataset: +{key}={value}" if _own_argument(key) else ""
             raise ConfigError(key, value, f"an existing config key{did_you_mean(key, known, quote=False)}{hint}")
-        for value in _values(ov):
+        for value in override_values(ov):
             # the schema itself is the probe: keys are checked independently, and building a fresh
             # structured config per value costs ~30 ms of start-up each
             try:
@@ -180,11 +179,11 @@ def _own_argument(key: str) -> bool:
 
 def _check_group_option(group: str, override: Any, options: Optional[tuple[str, ...]] = None) -> None:
     """Hydra reports an unknown group option in many lines with exit 1; make it one line (exit 2)."""
-    from powertrain.config.paths import conf_dir
+    from powertrain.config.paths import group_options
 
     if options is None:
-        options = tuple(sorted(p.stem for p in (conf_dir() / group).glob("*.yaml")))
-    for value in _values(override):
+        options = group_options(group)
+    for value in override_values(override):
         if value not in options and not (group == "experiment" and value is None):
             raise ConfigError(group, value, one_of_message(value, options))
 
@@ -196,9 +195,7 @@ def _type_name(schema: Any, key: str) -> str:
     node = schema if not parent else OmegaConf.select(schema, parent)
     ref = node._get_node(leaf)
     t = getattr(ref, "_metadata", None)
-    name = getattr(getattr(t, "ref_type", None), "__name__", None) or str(getattr(t, "ref_type", "value"))
-    name = name.replace("typing.", "").replace("Optional[", "null or ").rstrip("]")
-    return {"int": "integer", "float": "number", "bool": "true/false", "str": "string"}.get(name, name)
+    return type_name(getattr(getattr(t, "ref_type", None), "__name__", None) or str(getattr(t, "ref_type", "value")))
 
 
 

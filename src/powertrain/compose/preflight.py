@@ -25,7 +25,7 @@ class Probe:
 
     def __init__(self) -> None:
         self._devices: dict[str, Any] = {}
-        self._shapes: dict[str, tuple[tuple[int, int, int], int]] = {}
+        self._shapes: dict[str, tuple[tuple[int, ...], int]] = {}
         self._models: dict[tuple[str, str], Any] = {}
 
     def __call__(self, cfg: RunConfig) -> None:
@@ -59,26 +59,19 @@ class Probe:
 def _device(device: str) -> None:
     from powertrain.hardware.device import resolve_device
 
-    dev = resolve_device(device)  # cuda without a GPU: ConfigError
-    if dev.type == "cuda" and dev.index is not None:
-        import torch
-
-        if dev.index >= torch.cuda.device_count():
-            raise ConfigError("hardware.device", device,
-                              f"cuda:0 ... cuda:{torch.cuda.device_count() - 1} (this machine's GPUs) or auto")
+    resolve_device(device)  # cuda without a GPU, or past its last one: ConfigError, as the run's
 
 
-def _data_shape(cfg: RunConfig) -> tuple[tuple[int, int, int], int]:
-    """(C, H, W) of the dataset's inputs and its number of classes (the dataset is read once for this)."""
+def _data_shape(cfg: RunConfig) -> tuple[tuple[int, ...], int]:
+    """One input's shape ((C, H, W), or (F,) for features) and the number of classes (the dataset is read
+    once for this)."""
     from powertrain.data import load_dataset
 
     data = load_dataset(cfg.dataset)  # a missing file or a bad class list: ConfigError, as in the run
-    if data.x_train.ndim != 4:
-        return tuple(data.x_train.shape[1:]), data.num_classes  # type: ignore[return-value]
     return data.input_shape, data.num_classes
 
 
-def _model_runs(cfg: RunConfig, shape: tuple[int, int, int], num_classes: int) -> None:
+def _model_runs(cfg: RunConfig, shape: tuple[int, ...], num_classes: int) -> None:
     import torch
 
     from powertrain.models import create_model

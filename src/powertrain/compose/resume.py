@@ -15,10 +15,9 @@ import os
 from pathlib import Path
 
 from powertrain.config.errors import ConfigError
-from powertrain.results import CHECKPOINT_FILE, RESUMABLE, load_result
+from powertrain.results import CHECKPOINT_FILE, ENV_RESUME, RESUMABLE, load_result
 
 KEY = "resume="
-ENV_RESUME = "POWERTRAIN_RESUME"  # tells the run (run.session) that resuming this directory was asked for
 
 
 def resume_argv(argv: list[str]) -> list[str]:

@@ -6,7 +6,7 @@ import it.
 - ``errors``: ``ConfigError`` (one line: key, value, what is allowed) and the did-you-mean helper
 - ``checks``: value checks by dotted key
 - ``registry``: ``Registry`` (name → builder) and ``LazyModules`` (plug-in folders)
-- ``paths``: ``conf_dir``
+- ``paths``: ``conf_dir``, ``group_options``
 - ``targets``: the user's own code: ``_target_`` paths resolved and called, plug-in modules imported
 
 Checks that need the registries (which names exist) sit above them, in ``powertrain.compose``.
@@ -14,6 +14,7 @@ Checks that need the registries (which names exist) sit above them, in ``powertr
 
 from powertrain.config.errors import ConfigError, did_you_mean, one_of_message
 from powertrain.config.schema import (
+    CHOICE_GROUPS,
     GROUPS,
     BudgetConfig,
     CarbonConfig,
@@ -33,7 +34,7 @@ from powertrain.config.schema import (
     get_dotted,
 )
 
-__all__ = ["GROUPS", "BudgetConfig", "CarbonConfig", "ConfigError", "DatasetConfig", "DistributedConfig",
+__all__ = ["CHOICE_GROUPS", "GROUPS", "BudgetConfig", "CarbonConfig", "ConfigError", "DatasetConfig", "DistributedConfig",
            "EnergyConfig", "HardwareConfig", "ModelConfig", "OptimizerConfig", "ParadigmConfig", "RunConfig",
            "SchedulerConfig", "StudyConfig", "TaskConfig", "TrackingConfig", "data_root", "did_you_mean", "get_dotted",
            "one_of_message"]

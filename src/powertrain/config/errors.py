@@ -32,6 +32,24 @@ class ConfigError(ValueError):
 ECHO_CHARS = 200  # a value longer than this is shown cut, with its length
 
 
+_TYPE_WORDS = {"str": "string", "int": "integer", "float": "number", "bool": "true/false"}
+
+
+def type_name(name: str) -> str:
+    """A schema type's name (``int``, ``Optional[float]``) in the words of messages and --help (``integer``,
+    ``number or null``)."""
+    name = name.replace("typing.", "")
+    if name.startswith("Optional[") and name.endswith("]"):
+        return f"{type_name(name[len('Optional['):-1])} or null"
+    return _TYPE_WORDS.get(name, name)
+
+
+def first_line(err: BaseException) -> str:
+    """``Type: first line of the message`` (``Type`` alone for an empty one): an exception in one line."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
 def shown(value: Any) -> str:
     """``repr(value)``, cut to about ``ECHO_CHARS`` characters (a 20,000-character value stays one line)."""
     text = repr(value)

@@ -14,6 +14,11 @@ def conf_dir() -> Path:
     return package.parents[1] / "conf"  # editable install / source checkout: <repo>/src/powertrain
 
 
+def group_options(group: str) -> tuple[str, ...]:
+    """The options conf/ ships for a config group: its YAML files' names, sorted."""
+    return tuple(sorted(p.stem for p in (conf_dir() / group).glob("*.yaml")))
+
+
 RUN_SUFFIX_RESOLVER = "powertrain.unique"
 _suffix: list[str] = []  # this process's, once drawn
 

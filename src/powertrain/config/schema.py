@@ -267,6 +267,9 @@ GROUPS: dict[str, type] = {
     "paradigm": ParadigmConfig,
     "tracking": TrackingConfig,
 }
+# groups a bare ``name=option`` selects (experiment is optional: no preset unless named); ``study`` is set by
+# an experiment preset, never by hand
+CHOICE_GROUPS = (*GROUPS, "experiment")
 
 
 def data_root(ds: DatasetConfig) -> str:

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Optional
 
-from powertrain.config.errors import ConfigError, did_you_mean
+from powertrain.config.errors import ConfigError, did_you_mean, first_line
 
 ENV_PLUGINS = "POWERTRAIN_PLUGINS"  # modules every powertrain process imports first (comma-separated)
 
@@ -30,11 +30,6 @@ def label(fn: Any) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
-
-
 def _import_module(key: str, path: str, name: str) -> Any:
     """``importlib.import_module(name)``; ConfigError (naming ``key`` and ``path``) when it fails."""
     try:
@@ -42,7 +37,7 @@ def _import_module(key: str, path: str, name: str) -> Any:
     except ConfigError:
         raise
     except Exception as e:  # a missing module, or an error inside the user's module: both are bad input
-        raise ConfigError(key, path, f"an importable callable: importing {name} failed: {_first_line(e)}") from e
+        raise ConfigError(key, path, f"an importable callable: importing {name} failed: {first_line(e)}") from e
 
 
 def _longest_module(key: str, path: str, parts: list[str]) -> tuple[Any, list[str]]:
@@ -56,11 +51,11 @@ def _longest_module(key: str, path: str, parts: list[str]) -> tuple[Any, list[st
             # imports something missing is the user's error to see
             if e.name is None or not (name == e.name or name.startswith(e.name + ".")):
                 raise ConfigError(key, path, f"an importable callable: importing {name} failed: "
-                                  f"{_first_line(e)}") from e
+                                  f"{first_line(e)}") from e
         except ConfigError:
             raise
         except Exception as e:
-            raise ConfigError(key, path, f"an importable callable: importing {name} failed: {_first_line(e)}") from e
+            raise ConfigError(key, path, f"an importable callable: importing {name} failed: {first_line(e)}") from e
     raise ConfigError(key, path, f"an importable callable: no module named {parts[0]!r} "
                       "(is its folder on PYTHONPATH, or its package installed?)")
 
@@ -162,7 +157,7 @@ def call(key: str, target: str, fn: Callable[..., Any], kwargs: Mapping[str, Any
         raise
     except Exception as e:
         raise ConfigError(key, target, f"a callable that builds with these arguments "
-                          f"({', '.join(sorted(kwargs)) or 'none'}): {_first_line(e)}") from e
+                          f"({', '.join(sorted(kwargs)) or 'none'}): {first_line(e)}") from e
 
 
 # ----------------------------------------------------------------------------------------- plug-ins
@@ -189,7 +184,7 @@ def import_plugins(names: Iterable[str], key: str = "plugins") -> None:
         except ConfigError:
             raise
         except Exception as e:
-            raise ConfigError(key, name, f"an importable module (a plug-in): {_first_line(e)}") from e
+            raise ConfigError(key, name, f"an importable module (a plug-in): {first_line(e)}") from e
 
 
 def import_env_plugins() -> None:

@@ -10,16 +10,25 @@ from powertrain.energy.estimate import cpu_model
 
 
 def resolve_device(device: str) -> Any:
-    """``auto`` → CUDA if present, else CPU. Returns a ``torch.device``."""
+    """``auto`` → CUDA if present, else CPU. Returns a ``torch.device``.
+
+    Raises:
+        ConfigError: a CUDA device this machine does not have (no GPU, or ``cuda:N`` past its last one),
+            before any work rather than at the first tensor moved there.
+    """
     import torch
+
+    from powertrain.config import ConfigError
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        from powertrain.config import ConfigError
-
         raise ConfigError("hardware.device", device, "cpu or auto on a machine without a CUDA GPU")
-    return torch.device(device)
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError("hardware.device", device,
+                          f"cuda:0 ... cuda:{torch.cuda.device_count() - 1} (this machine's GPUs) or auto")
+    return dev
 
 
 def set_cpu_threads(requested: Optional[int]) -> int:

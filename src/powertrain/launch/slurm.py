@@ -226,6 +226,21 @@ def is_slurm_launcher(launcher: Any) -> bool:
     return target.endswith("SlurmLauncher")
 
 
+def swept_names(overrides: list[str]) -> dict[str, list[str]]:
+    """Every ``model.family`` and ``dataset.name`` the sweep's task overrides give, parsed as Hydra parses
+    them (``a,b``, ``choice(a,b)``, a list value)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from powertrain.compose.overrides import override_values
+
+    names: dict[str, list[str]] = {"model.family": [], "dataset.name": []}
+    for ov in OverridesParser.create().parse_overrides(overrides):
+        if ov.key_or_group in names:
+            for value in override_values(ov):
+                names[ov.key_or_group] += [str(v) for v in (value if isinstance(value, list) else [value])]
+    return names
+
+
 def _check_plugins(config: Any) -> None:
     """A model or dataset registered only in the submitting process would be unknown to the Slurm tasks:
     one line and exit 2 before anything is submitted (``run.build.check_plugins_reach``)."""
@@ -235,11 +250,7 @@ def _check_plugins(config: Any) -> None:
 
     if OmegaConf.select(config, "model") is None or OmegaConf.select(config, "dataset") is None:
         return  # not a powertrain run config (a launcher-only config in a test)
-    names: dict[str, list[str]] = {"model.family": [], "dataset.name": []}
-    for override in OmegaConf.select(config, "hydra.overrides.task", default=None) or []:  # model.family=a,b
-        key, _, value = str(override).lstrip("+").partition("=")
-        if key in names:
-            names[key] += [v.strip() for v in value.strip("[]").split(",") if v.strip()]
+    names = swept_names([str(o) for o in OmegaConf.select(config, "hydra.overrides.task", default=None) or []])
     try:
         check_plugins_reach(config, "the Slurm tasks", tuple(names["model.family"]), tuple(names["dataset.name"]))
     except ConfigError as e:

@@ -29,14 +29,16 @@ from powertrain.config.registry import Registry
 
 Builder = Callable[[ModelConfig, tuple[int, int, int], int], nn.Module]
 MODELS: Registry[Builder] = Registry()
-register_builder = MODELS.register  # powertrain's own families: builder(cfg, (C, H, W), num_classes)
+# powertrain's own families: builder(cfg, (C, H, W), num_classes); meta ``features=True``: F features are
+# taken too, as a 1×1×F image
+register_builder = MODELS.register
 ENTRY_POINTS = "powertrain.models"
 # what a user's model callable may name and get: the data's shape, and the layer knobs of ModelConfig
 SHAPE_ARGS = ("in_channels", "image_size", "in_features", "input_shape", "num_classes")
 KNOB_ARGS = ("linear_layers", "conv_blocks", "relu", "hidden_sizes", "dropout")
 
 
-@register_builder("target")
+@register_builder("target", features=True)  # whatever the shape, the error is the missing _target_
 def _target_family(cfg: ModelConfig, shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     """``model=target`` names no builder: the model is ``model._target_`` (reached only when it is unset)."""
     raise ConfigError("model._target_", cfg._target_, "an importable callable with model=target "
@@ -103,7 +105,7 @@ def _image_shape(cfg: ModelConfig, shape: tuple[int, ...]) -> tuple[int, int, in
     """(C, H, W) for the shipped families: F features are a 1×1×F image (the dense models flatten it)."""
     if len(shape) == 3:
         return shape  # type: ignore[return-value]
-    if len(shape) == 1 and cfg.family != "simple_cnn" and cfg.family != "timm":
+    if len(shape) == 1 and MODELS.meta.get(cfg.family, {}).get("features"):
         return (1, 1, shape[0])
     raise ConfigError("model.family", cfg.family, f"a model for samples of shape {list(shape)}: {cfg.family} "
                       "takes C×H×W images (dense_poly, dense_linear and mlp also take F features); for other "

@@ -32,21 +32,21 @@ def stack(in_features: int, widths: list[int], num_classes: int, relu: bool, dro
     return nn.Sequential(*layers)
 
 
-@register_builder("dense_poly")
+@register_builder("dense_poly", features=True)
 def dense_poly(cfg: ModelConfig, shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     c, h, w = shape
     f = c * h * w
     return nn.Sequential(nn.Flatten(), stack(f, poly_widths(f, c, cfg.linear_layers), num_classes, cfg.relu, cfg.dropout))
 
 
-@register_builder("dense_linear")
+@register_builder("dense_linear", features=True)
 def dense_linear(cfg: ModelConfig, shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     c, h, w = shape
     f = c * h * w
     return nn.Sequential(nn.Flatten(), stack(f, linear_widths(f, cfg.linear_layers), num_classes, cfg.relu, cfg.dropout))
 
 
-@register_builder("mlp")
+@register_builder("mlp", features=True)
 def mlp(cfg: ModelConfig, shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     c, h, w = shape
     return nn.Sequential(nn.Flatten(), stack(c * h * w, list(cfg.hidden_sizes), num_classes, cfg.relu, cfg.dropout))

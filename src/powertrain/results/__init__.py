@@ -36,6 +36,9 @@ HEARTBEAT_S = 30.0  # a running run refreshes its result.json's mtime at least t
 LOST_AFTER_S = 600.0  # silence after which a run whose process cannot be asked is taken for dead
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"  # the run's model/optimizer state (resume, paradigm.from_run)
+# set by ``resume=<dir>`` (compose.resume) for the run (run.session): resuming that directory was asked for, so
+# its failed run's progress checkpoint may be continued
+ENV_RESUME = "POWERTRAIN_RESUME"
 STUDY_FILE = "study.json"  # a study preset's record at the study root (schema powertrain.study/1)
 OPTUNA_STUDY_FILE = "optuna_study.json"  # the Optuna sweeper's trial -> job map at the sweep root
 SECRET_KEYS = ("api_key", "token", "password", "secret")

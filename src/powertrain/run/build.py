@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 from powertrain.config import HardwareConfig, RunConfig
 from powertrain.config.checks import check_precision
+from powertrain.config.errors import first_line
 
 
 @dataclass
@@ -135,12 +136,7 @@ def _probe_batch(data: Any, n: int) -> Any:
         return LoaderBatches(data.train, n, 0, "cpu", 0, shuffle=False).first(n)
     except Exception as e:
         raise ConfigError("dataset", data.name, f"samples that batch together (torch's default_collate): "
-                          f"{_first_line(e)}") from e
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+                          f"{first_line(e)}") from e
 
 
 def _shape(x: Any) -> str:
@@ -188,7 +184,7 @@ def check_model_on_data(cfg: RunConfig, keep_data: bool = False) -> dict[str, An
             loss = loss_fn(model, batch)
         except Exception as e:
             raise ConfigError("task.loss", cfg.task.loss, f"a loss that runs on one batch ({inputs}, model "
-                              f"{what}): {_first_line(e)}") from e
+                              f"{what}): {first_line(e)}") from e
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.requires_grad:
             got = f"a tensor of shape {list(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
             raise ConfigError("task.loss", cfg.task.loss, f"a function returning the batch's loss as a scalar "
@@ -200,7 +196,7 @@ def check_model_on_data(cfg: RunConfig, keep_data: bool = False) -> dict[str, An
             out = model(batch[0])
         except Exception as e:
             raise ConfigError("model", what, f"a model whose forward takes a batch of {inputs}: "
-                              f"{_first_line(e)}") from e
+                              f"{first_line(e)}") from e
         n, k = len(batch[0]), data.num_classes
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != (n, k):
             got = _shape(out) if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
@@ -211,7 +207,7 @@ def check_model_on_data(cfg: RunConfig, keep_data: bool = False) -> dict[str, An
             _accuracy(model, [batch], contextlib.nullcontext, None, None)
         except Exception as e:
             raise ConfigError("model", what, f"scores and labels of {data.name} that give a cross-entropy "
-                              f"({_first_line(e)})") from e
+                              f"({first_line(e)})") from e
     else:
         evaluate_fn = resolve("task.evaluate", cfg.task.evaluate)
         try:
@@ -220,7 +216,7 @@ def check_model_on_data(cfg: RunConfig, keep_data: bool = False) -> dict[str, An
             raise
         except Exception as e:
             raise ConfigError("task.evaluate", label(evaluate_fn), f"an evaluation that runs on one batch "
-                              f"({inputs}, model {what}): {_first_line(e)}") from e
+                              f"({inputs}, model {what}): {first_line(e)}") from e
     return found
 
 

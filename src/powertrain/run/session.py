@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from powertrain.config import RunConfig
+from powertrain.config.errors import first_line
 from powertrain.console import is_terminal, say
 from powertrain.results import (
+    ENV_RESUME,
     HEARTBEAT_S,
     LOST_AFTER_S,
     RESUMABLE,
@@ -43,8 +45,6 @@ from powertrain.run.checkpoint import Checkpoint, config_json
 from powertrain.run.fill import fill_result, print_summary
 from powertrain.run.progress import Progress, ProgressError
 from powertrain.run.signals import StopRequest
-
-ENV_RESUME = "POWERTRAIN_RESUME"  # set by ``resume=<dir>`` (compose.resume): its failed run may be continued
 
 
 class RunSession:
@@ -352,7 +352,7 @@ class RunSession:
             # the log file is on the same full disk: its handler must not print a traceback per line
             logging.raiseExceptions = False
         else:
-            self.result["error"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".strip()
+            self.result["error"] = first_line(err)
             self.result["traceback"] = traceback.format_exc()
         if self.fit_result is None:  # after fit, its status stands (e.g. a failed layer profile)
             self.result["status"] = "failed"
