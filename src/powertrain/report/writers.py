@@ -138,6 +138,8 @@ def study_sections(root: Path, df: Any, analyzer: Optional[Analyzer] = None) -> 
     if analyze is None:
         print(f"powertrain report: no analysis for study driver {driver!r}; generic report only", file=sys.stderr)
         return []
+    if df.empty:  # refused before its first part (study.json says why): no runs for the driver to analyse
+        return []
     return list(analyze(df, study))
 
 
