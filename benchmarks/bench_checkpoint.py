@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -33,6 +32,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import child_env
 
 
 def _cpu_s() -> float:
@@ -89,9 +90,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS for the runs (0 = unset)")
     args = ap.parse_args()
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    if args.threads:
-        env["OMP_NUM_THREADS"] = str(args.threads)
+    env = child_env(args.threads)
 
     on, off = [], []
     with tempfile.TemporaryDirectory() as tmp_name:

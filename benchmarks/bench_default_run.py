@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import child_env
 
 
 def main() -> None:
@@ -25,9 +26,7 @@ def main() -> None:
     # diagnostic: on a loaded machine torch's default OpenMP threads can slow tiny models several-fold
     ap.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS for the run (0 = unset)")
     args = ap.parse_args()
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    if args.threads:
-        env["OMP_NUM_THREADS"] = str(args.threads)
+    env = child_env(args.threads)
 
     walls, accs, train_s = [], [], []
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,7 +14,6 @@ Run: ``.venv/bin/python benchmarks/bench_sweep_check.py [--pairs N] [--epochs N]
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
 import subprocess
@@ -22,6 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import child_env
 
 GRID = ["optimizer=sgd,adam", "batch_size=32,256"]
 LINE = re.compile(r"checked (\d+) sweep points in ([\d.]+) s \(composing ([\d.]+) s.*checks ([\d.]+) s\)")
@@ -46,9 +47,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS for the runs (0 = unset)")
     args = ap.parse_args()
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    if args.threads:
-        env["OMP_NUM_THREADS"] = str(args.threads)
+    env = child_env(args.threads)
     checked, basic, lines = [], [], []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

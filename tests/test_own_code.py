@@ -161,6 +161,15 @@ def test_a_name_registered_in_a_wrapper_script_is_refused_before_ddp_ranks_start
     line = _one_line_exit_2(_cli(lab, *args, "distributed.nproc_per_node=2", cwd=tmp_path,
                                  command=[sys.executable, str(script)]))
     assert "model.family='script_net'" in line and "registered by __main__" in line and "plugins=" in line
+    # a study: refused once, before its first part starts, with one line; study.json says why
+    study = tmp_path / "study"
+    line = _one_line_exit_2(_cli(lab, "experiment=geissler_lr_batch", "study.lrs=[0.1]", "study.batch_sizes=[64]",
+                                 "study.seeds=[0]", *args[:-1], f"hydra.run.dir={study}", cwd=tmp_path,
+                                 command=[sys.executable, str(script)]))
+    assert "a model the study's parts can import" in line and "registered by __main__" in line
+    assert not (study / "grid").exists()
+    record = json.loads((study / "study.json").read_text())
+    assert record["status"] == "failed" and "the study's parts" in record["error"]
 
 
 def test_reach_check_accepts_a_module_named_in_plugins(lab: dict[str, Path], tiny_cfg: Any) -> None:

@@ -68,3 +68,32 @@ def test_study_sweep_part_composes_the_preset_and_returns_its_sweep_dir(tmp_path
     assert all(r["config"]["model"]["family"] == "dense_poly" for r in results)  # the preset's model
     with pytest.raises(Exception, match=r"max_epochs=0 is not allowed.*\(in study part bad\)"):
         ctx.single("bad", ["max_epochs=0"])
+
+
+def test_the_plugin_reach_check_runs_once_before_the_driver_not_before_every_part(tmp_path: Path,
+                                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from powertrain import studies
+
+    calls: list[str] = []
+
+    class Driver:
+        @staticmethod
+        def run(ctx: Any) -> dict[str, Any]:
+            calls.append("driver")
+            ctx._call("a", [])
+            ctx._call("b", [])
+            return {"status": "completed"}
+
+    def part(cmd: list[str], **kw: Any) -> Any:
+        calls.append("part")
+        return SimpleNamespace(returncode=0, stderr="")
+
+    monkeypatch.setattr(studies.subprocess, "run", part)
+    monkeypatch.setattr(studies, "STUDIES", {"fake": Driver})
+    monkeypatch.setattr(studies, "_report", lambda *a: None)
+    cfg = SimpleNamespace(verbose=False, study=SimpleNamespace(driver="fake", scale="smoke", seeds=[]))
+    record = studies.run_study(studies.StudyContext(cfg, tmp_path, "fake"),  # type: ignore[arg-type]
+                               check_parts=lambda c, who: calls.append(f"check {who}"))
+    assert calls == ["check the study's parts", "driver", "part", "part"] and record["status"] == "completed"

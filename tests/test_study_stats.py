@@ -278,3 +278,25 @@ def test_noise_section_without_a_usable_spread_leaves_the_spread_sentence_out(tm
     text, table = out
     assert "Run-to-run spread" not in text and "±" not in text
     assert table.rows[0][1:4] == ["(one setting)", 2, 2] and table.rows[0][-1] is None
+
+
+@pytest.mark.parametrize("seeds", [1, 3])  # one line per run / the median of the repeats with bands
+def test_both_convergence_figures_label_a_task_metric_of_the_users(tmp_path: Path, seeds: int) -> None:
+    pytest.importorskip("matplotlib")
+    from powertrain.report import load_sweep
+    from powertrain.report.figures import convergence
+
+    for job, (lr, seed) in enumerate((lr, s) for lr in (0.1, 0.01) for s in range(seeds)):
+        res = _layers_result("x", 0, 10.0 + job)
+        res["config"] = {"optimizer": {"lr": lr}, "seed": seed}
+        res["metrics"].update(metric="f1", target_accuracy=0.9, reached_target=True)
+        res["history"] = [{"epoch": 1, "accuracy": 0.5, "energy_j": 5.0 + job},
+                          {"epoch": 2, "accuracy": 0.92, "energy_j": 10.0 + job}]
+        d = tmp_path / "grid" / str(job)
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps(res))
+    fig = convergence(load_sweep(tmp_path / "grid"))
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "f1 × 100 after each epoch"
+    assert ("median of the repeats" in ax.get_title()) == (seeds > 1)
+    fig.savefig(tmp_path / "convergence.png")

@@ -257,3 +257,33 @@ def test_int_interval_rounds_bounds_inwards_and_quotes_survive():
         build_space({}, ["batch_size=tag(int,interval(0.2,0.8))"])
     ov = trial_overrides([], {"tracking.project": "it's mine, ok"})
     assert [o.value() for o in OverridesParser.create().parse_overrides(ov)] == ["it's mine, ok"]
+
+
+def test_a_stopped_sweeps_plan_is_read_once_and_its_unstarted_jobs_counted_by_reason(
+        sweep: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plan of 30 jobs of which 25 never started: one read of sweep_plan.json per report, not one per
+    missing job; the campaign counts them by the reason recorded on each row, not by parsing its error."""
+    from powertrain.report import load_sweep, summary
+
+    jobs = [{"job": str(n), "overrides": [f"lr={n}", "max_epochs=1"]} for n in [*range(4), *range(10, 36)]]
+    (sweep / summary.PLAN_FILE).write_text(json.dumps({"jobs": jobs, "run": {}}))
+    reads: list[str] = []
+    real = Path.read_text
+
+    def counted(self: Path, *a: Any, **kw: Any) -> str:
+        if self.name == summary.PLAN_FILE:
+            reads.append(str(self))
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Path, "read_text", counted)
+    summary._read_plan.cache_clear()  # an earlier test may have cached a plan of the same path
+    s = report.summarize(sweep)
+    assert len(reads) == 1
+    rows = {r["job"]: r for r in s["rows"]}
+    assert rows["35"]["error"] == "never started (its sweep stopped before launching it)"
+    assert rows["35"]["overrides"] == ["lr=35", "max_epochs=1"] and rows["35"]["no_result"] == "never started"
+    assert rows["3"]["no_result"] == "no result.json" and rows["0"]["no_result"] is None
+    assert s["campaign"]["without_energy"] == {"never started": 25, "no result.json": 1}
+    df = load_sweep(sweep)  # the same plan file, unchanged: served without reading it again
+    assert len(reads) == 1
+    assert (df["error"] == "no result.json yet (the sweep has not ended)").sum() == 26  # its process: unknown

@@ -69,6 +69,7 @@ def task(dcfg: Any) -> Any:
     try:
         if cfg.study.driver is not None and cfg.study.part is None:
             # a study preset: its driver runs the parts (each a run of its own) into run_dir/<part>
+            from powertrain.run.build import check_plugins_reach
             from powertrain.studies import (
                 StudyContext,
                 launcher_overrides,
@@ -80,7 +81,7 @@ def task(dcfg: Any) -> Any:
             plain, study = split_overrides(overrides)
             ctx = StudyContext(cfg, run_dir.resolve(), str(experiment), plain, study,
                                launcher_overrides(list(hc.overrides.hydra)), searchpath_overrides(list(hc.overrides.hydra)))
-            record = run_study(ctx)
+            record = run_study(ctx, check_parts=check_plugins_reach)  # once, before the first part
             if not multirun and record["status"] != "completed":
                 sys.exit(1)
             return {"status": record["status"], "dir": str(run_dir)}

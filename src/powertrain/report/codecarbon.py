@@ -46,12 +46,6 @@ def layout() -> tuple[tuple[str, ...], str]:
         return tuple(data["columns"]), str(data["codecarbon_version"])
 
 
-def __getattr__(name: str) -> Any:
-    if name == "COLUMNS":  # the old constant, now read from the layout
-        return layout()[0]
-    raise AttributeError(name)
-
-
 def row(result: Optional[dict[str, Any]], job: str) -> dict[str, Any]:
     """One emissions.csv row for a result.json dict (None: a run without a result, only its id is known)."""
     columns, version = layout()

@@ -110,12 +110,30 @@ def accuracy_vs_energy(df: Any) -> Optional[Any]:
     ax.set_ylabel("final accuracy (%)" if name == "accuracy" else f"final {name} × 100 (task.metric)")
     ax.set_title(f"{name.capitalize()} against energy, every run")
     if len(d) > 12:  # a cloud of points: the legend beside the axes, where it hides none of them
-        fig.set_size_inches(9.5, 4.6)
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+        _side_legend(fig, ax, 8)
     else:
         ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
+
+
+def _side_legend(fig: Any, ax: Any, fontsize: int, widen: bool = True) -> None:
+    """The legend beside the axes, top-aligned, where it hides no data; ``widen`` makes the canvas wide
+    enough for it (9.5 in) so the axes keep their width."""
+    if widen:
+        fig.set_size_inches(9.5, 4.6)
+    ax.legend(fontsize=fontsize, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+
+
+def _targets(ax: Any, df: Any) -> None:
+    """One dashed line per target accuracy of the runs."""
+    for t in sorted({t for t in df["target_accuracy"].dropna()}):
+        ax.axhline(t * 100, color="crimson", ls="--", lw=1, label=f"target {t * 100:g} %")
+
+
+def _epoch_ylabel(ax: Any, name: str) -> None:
+    """The y label of a convergence figure: accuracy in %, or the user's task.metric × 100."""
+    ax.set_ylabel("accuracy after each epoch (%)" if name == "accuracy" else f"{name} × 100 after each epoch")
 
 
 def metric_name(df: Any) -> str:
@@ -134,7 +152,7 @@ def convergence(df: Any) -> Optional[Any]:
     fig, ax = plt.subplots(figsize=(7, 4.6))
     groups = _repeat_groups(d, factors(df))
     if groups is not None:  # repeats of each setting: one median curve per setting, its spread as a band
-        return _convergence_bands(plt, fig, ax, df, groups)
+        return _convergence_bands(plt, fig, ax, df, groups, metric_name(d))
     keys = factors(df, include_seed=True)
     cmap = plt.get_cmap("tab10")
     # many runs: one colour per level of a factor with few levels (e.g. model, lr) if there is one, else grey
@@ -152,13 +170,11 @@ def convergence(df: Any) -> Optional[Any]:
         ax.plot(e, a, marker=".", ms=3, lw=0.8, alpha=0.5, color=colours.get(r[hue] if hue else None, "#555555"))
     for level, colour in colours.items():  # one legend entry per level, in the levels' order
         ax.plot([], [], color=colour, lw=1.5, label=f"{factor_name(hue)} = {level}")
-    targets = sorted({t for t in df["target_accuracy"].dropna()})
-    for t in targets:
-        ax.axhline(t * 100, color="crimson", ls="--", lw=1, label=f"target {t * 100:g} %")
+    _targets(ax, df)
     _log_if_wide(ax, all_e)
     ax.set_xlabel("cumulative energy (J)")
     name = metric_name(d)
-    ax.set_ylabel("accuracy after each epoch (%)" if name == "accuracy" else f"{name} × 100 after each epoch")
+    _epoch_ylabel(ax, name)
     ax.set_title(f"Convergence: {name} against energy spent ({len(d)} runs)")
     if ax.get_legend_handles_labels()[1]:
         ax.legend(fontsize=7, loc="best" if hue else "lower right", ncol=2 if 6 < len(d) <= 12 else 1)
@@ -180,7 +196,7 @@ def _repeat_groups(d: Any, keys: list[str]) -> Optional[dict[str, Any]]:
     return groups
 
 
-def _convergence_bands(plt: Any, fig: Any, ax: Any, df: Any, groups: dict[str, Any]) -> Any:
+def _convergence_bands(plt: Any, fig: Any, ax: Any, df: Any, groups: dict[str, Any], name: str) -> Any:
     """Per setting, epoch by epoch over its repeats: median accuracy against median cumulative energy, a band
     from the lowest to the highest accuracy and horizontal bars from the lowest to the highest energy."""
     import numpy as np
@@ -206,16 +222,14 @@ def _convergence_bands(plt: Any, fig: Any, ax: Any, df: Any, groups: dict[str, A
         ax.plot(e_med, a_med, marker=".", lw=1.3, color=colour, label=f"{label} (n={len(hists)})")
         ax.fill_between(e_med, a_lo, a_hi, color=colour, alpha=0.18, lw=0)
         ax.errorbar(e_med, a_med, xerr=[e_lo, e_hi], fmt="none", ecolor=colour, alpha=0.5, lw=0.8)
-    for t in sorted({t for t in df["target_accuracy"].dropna()}):
-        ax.axhline(t * 100, color="crimson", ls="--", lw=1, label=f"target {t * 100:g} %")
+    _targets(ax, df)
     _log_if_wide(ax, all_e)
     ax.set_xlabel("cumulative energy (J), median of the repeats")
-    ax.set_ylabel("accuracy after each epoch (%)")
+    _epoch_ylabel(ax, name)  # a task.metric of the user's is no accuracy
     ax.set_title(f"Convergence: median of the repeats per setting ({sum(map(len, groups.values()))} runs)\n"
                  "band: lowest to highest accuracy; bars: lowest to highest energy")
     if len(groups) > 4:  # many curves: the legend beside the axes, where it hides none of them
-        fig.set_size_inches(9.5, 4.6)
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+        _side_legend(fig, ax, 7)
     else:
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
@@ -354,7 +368,7 @@ def energy_components(df: Any) -> Optional[Any]:
     ax.set_ylabel("energy per run (J)")
     ax.set_title("Energy per component\nsolid = measured, hatched = estimated")
     # beside the axes: inside, it sat on the totals written above the tallest bars
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    _side_legend(fig, ax, 8, widen=False)
     fig.tight_layout()
     return fig
 

@@ -101,10 +101,9 @@ def _row(job_dir: Path, root: Path, trials: dict[Path, int]) -> dict[str, Any]:
                            "trial": trials.get(job_dir.resolve()),
                            "status": status, "error": error}
     if result is None:
-        from powertrain.report.summary import _planned_overrides, _read_overrides
+        from powertrain.report.summary import _planned_overrides, _read_overrides, no_result
 
-        if status == "missing" and not job_dir.exists():
-            row["error"] = "never started (its sweep stopped before launching it)"
+        _, row["error"] = no_result(job_dir, status, error)
         if status == "missing" and not _ended(job_dir, root):
             row["status"], row["error"] = "pending", "no result.json yet (the sweep has not ended)"
         row["overrides"] = tuple(_read_overrides(job_dir) or _planned_overrides(job_dir) or ())

@@ -15,9 +15,11 @@ for several objectives, the Pareto front. No Hydra here: the Hydra callback live
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -89,8 +91,21 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
 
 
 def _plan(sweep_root: Path) -> dict[str, Any]:
+    """The sweep's plan ({} without a readable one); callers only read it (it is shared, see below)."""
+    path = Path(sweep_root) / PLAN_FILE
     try:
-        plan = json.loads((Path(sweep_root) / PLAN_FILE).read_text())
+        st = path.stat()
+    except OSError:
+        return {}
+    # a report asks for the plan once per job that lacks a result (its overrides, whether the sweep is
+    # over): read it once per version of the file, not once per job of a large, stopped sweep
+    return _read_plan(str(path), st.st_ino, st.st_mtime_ns, st.st_size)  # a rewrite is a new version
+
+
+@functools.lru_cache(maxsize=32)
+def _read_plan(path: str, ino: int, mtime_ns: int, size: int) -> dict[str, Any]:
+    try:
+        plan = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return {}
     if not isinstance(plan, dict):
@@ -114,6 +129,18 @@ def _planned_overrides(job_dir: Path) -> Optional[list[str]]:
         if j.get("dir") == job_dir.name:
             return [str(o) for o in j.get("overrides", [])]
     return None
+
+
+NEVER_STARTED = "never started (its sweep stopped before launching it)"
+
+
+def no_result(job_dir: Path, status: str, error: Optional[str]) -> tuple[str, Optional[str]]:
+    """(reason, error) of a job without a readable result.json, from ``load_result``'s status and error:
+    the reason is what the campaign counts it as (never started, no result.json, unreadable result.json);
+    a job of the plan whose directory was never made never started."""
+    if status == "missing" and not Path(job_dir).exists():
+        return "never started", NEVER_STARTED
+    return ("unreadable result.json" if status == "failed" else "no result.json"), error
 
 
 def _job_sort_key(d: Path) -> tuple[int, Any]:
@@ -141,12 +168,13 @@ def row_from_job(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
         "trial": None, "status": "missing", "overrides": _read_overrides(job_dir), "error": None,
         "accuracy": None, "best_accuracy": None, "loss": None, "epochs": None, "energy_j": None,
         "carbon_g": None, "energy_to_target_j": None, "wall_s": None, "attempts": None, "dir": str(job_dir),
+        "no_result": None,  # without a readable result.json: why (what campaign() counts it as)
     }
     result, row["status"], row["error"] = load_result(job_dir)
     if result is None:
+        row["no_result"], row["error"] = no_result(job_dir, row["status"], row["error"])
         if not job_dir.exists():
             row["overrides"] = _planned_overrides(job_dir) or []
-            row["error"] = "never started (its sweep stopped before launching it)"
         return row
     row["overrides"] = list(_get(result, ("run", "overrides")) or row["overrides"])
     for name in OBJECTIVES:
@@ -189,15 +217,12 @@ def campaign(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """What the whole search cost, and how soon (in job order) it found its best accuracy."""
     energies = [r["energy_j"] for r in rows if r["energy_j"] is not None]
     carbons = [r["carbon_g"] for r in rows if r["carbon_g"] is not None]
-    lacking: dict[str, int] = {}
-    for r in rows:
-        if r["energy_j"] is None:
-            lacking[_why_no_energy(r)] = lacking.get(_why_no_energy(r), 0) + 1
+    lacking = Counter(_why_no_energy(r) for r in rows if r["energy_j"] is None)
     out: dict[str, Any] = {
         "jobs": len(rows),
         "total_energy_j": sum(energies),
         "jobs_without_energy": len(rows) - len(energies),
-        "without_energy": lacking,  # why: never started, no result.json, unreadable result.json, ...
+        "without_energy": dict(lacking),  # why: never started, no result.json, unreadable result.json, ...
         "total_carbon_g": sum(carbons) if carbons else None,
         "total_wall_s": sum(r["wall_s"] or 0.0 for r in rows),
         "best_job": None, "best_accuracy": None, "rounds_to_best": None, "energy_to_best_j": None,
@@ -217,11 +242,8 @@ def campaign(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _why_no_energy(row: dict[str, Any]) -> str:
-    error = row.get("error") or ""
-    if error.startswith("never started"):
-        return "never started"
-    if error.startswith("unreadable"):
-        return "unreadable result.json"
+    if row.get("no_result"):  # no_result() said why when the row was made
+        return row["no_result"]
     if row["status"] in ("missing", "pending"):
         return "no result.json" if row["status"] == "missing" else "pending"
     return f"{row['status']} before training"

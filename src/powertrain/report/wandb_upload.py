@@ -51,8 +51,10 @@ def study_answers(root: Path) -> dict[str, Any]:
     as ``answers/<path>/<estimate|ci_low|ci_high|n|p|significant|verdict>``, and the noise floor."""
     import json
 
+    from powertrain.results import STUDY_FILE
+
     try:
-        summary = json.loads((root / "study.json").read_text()).get("summary") or {}
+        summary = json.loads((Path(root) / STUDY_FILE).read_text()).get("summary") or {}
     except (OSError, ValueError, AttributeError):
         return {}
     out: dict[str, Any] = {}

@@ -29,8 +29,9 @@ text-align:left;font-style:italic;padding:3px 0}img{max-width:100%;border:1px so
 CAPTIONS = {
     "accuracy_vs_energy": "Final accuracy against total energy (train + eval) for every run; the black line is "
                           "the Pareto front (no run is both more accurate and cheaper).",
-    "convergence": "Accuracy after each epoch against the energy spent so far, one line per run; the dashed "
-                   "line is the target accuracy.",
+    "convergence": "Accuracy after each epoch against the energy spent so far: one line per run, or, where "
+                   "settings ran more than once, one median line per setting with the spread of its repeats; "
+                   "the dashed line is the target accuracy.",
     "energy_to_target_heatmap": "Energy to reach the target accuracy over the two factors with the most levels "
                                 "(median over seeds and the other factors); hatched cells never reached it.",
     "search_progress": "Best accuracy so far against the round and against the energy the search has spent.",
@@ -137,6 +138,8 @@ def study_sections(root: Path, df: Any, analyzer: Optional[Analyzer] = None) -> 
         analyze = None
     if analyze is None:
         print(f"powertrain report: no analysis for study driver {driver!r}; generic report only", file=sys.stderr)
+        return []
+    if df.empty:  # refused before its first part (study.json says why): no runs for the driver to analyse
         return []
     return list(analyze(df, study))
 

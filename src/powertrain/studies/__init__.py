@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -60,9 +61,6 @@ class StudyContext:
                 *self.searchpath]
 
     def _call(self, part: str, argv: list[str]) -> int:
-        from powertrain.run.build import check_plugins_reach
-
-        check_plugins_reach(self.cfg, "the study's parts")  # each part is a fresh process
         cmd = [sys.executable, "-m", "powertrain", *argv]
         if self.cfg.verbose:
             shown = [a for a in argv[2:] if not a.startswith("hydra.sweeper.variants=")]  # the runs' lines say it
@@ -136,8 +134,13 @@ def searchpath_overrides(hydra_overrides: list[str]) -> list[str]:
     return [o for o in hydra_overrides if o.lstrip("+").startswith("hydra.searchpath")]
 
 
-def run_study(ctx: StudyContext) -> dict[str, Any]:
+def run_study(ctx: StudyContext, check_parts: Optional[Callable[[RunConfig, str], None]] = None) -> dict[str, Any]:
     """Run the driver, then write ``study.json`` (always) and the report (if powertrain.report can).
+
+    ``check_parts(cfg, who)`` runs once before the driver: the entry point passes
+    ``run.build.check_plugins_reach`` (every part is a fresh process that must find the user's model and
+    dataset), which this package, never importing ``run``, cannot call itself. Its ConfigError is recorded
+    in study.json like any other, and no part has started.
 
     Raises:
         ConfigError: bad input found by the driver or one of its parts (study.json records it first).
@@ -152,6 +155,8 @@ def run_study(ctx: StudyContext) -> dict[str, Any]:
                               "overrides": ctx.study_overrides + ctx.overrides, "launcher": ctx.launcher,
                               "started_at": now_iso(), "finished_at": None, "summary": None}
     try:
+        if check_parts is not None:
+            check_parts(ctx.cfg, "the study's parts")
         summary = STUDIES[driver].run(ctx)
         record["summary"] = summary
         record["status"] = "completed" if summary.get("status", "completed") == "completed" else "failed"

@@ -100,15 +100,6 @@ def fmt_pct(v: Optional[float]) -> str:
     return f"{v * 100:.1f}%" if v is not None else "n/a"
 
 
-def pct(result: dict[str, Any]) -> str:
-    return fmt_pct(result["metrics"]["final_accuracy"])
-
-
-def to_target(result: dict[str, Any]) -> str:
-    m = result["metrics"]
-    return f"{m['epochs']} epochs, acc {pct(result)}" if m["reached_target"] else f"not reached in {m['epochs']} epochs"
-
-
 def dataset_label(cfg: Any) -> str:
     return cfg.dataset.name + (f" classes {list(cfg.dataset.classes)}" if cfg.dataset.classes else "")
 

@@ -21,7 +21,6 @@ rounds); per model, the Kruskal–Wallis p that the strategies need the same num
 from __future__ import annotations
 
 import json
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -161,19 +160,10 @@ def _trials_of(sweep_dir: Path) -> list[tuple[str, Optional[float], Optional[flo
         return []
     out = []
     for r in sorted(records, key=lambda r: r["number"]):
-        result = _result(sweep_dir / r["job"])
+        result = load_result(sweep_dir / r["job"])[0]
         acc = (result.get("metrics") or {}).get("final_accuracy") if result else None
         out.append((r["status"], acc, r.get("energy_j")))
     return out
-
-
-def _result(job_dir: Path) -> Optional[dict[str, Any]]:
-    return load_result(job_dir)[0]
-
-
-def _median(values: list[Optional[float]]) -> Optional[float]:
-    known = [v for v in values if v is not None]
-    return statistics.median(known) if known else None
 
 
 def aggregate(curves: dict[tuple[str, str, int], dict[str, Any]]) -> list[dict[str, Any]]:
@@ -187,13 +177,13 @@ def aggregate(curves: dict[tuple[str, str, int], dict[str, Any]]) -> list[dict[s
         rounds = [c["rounds_to_best"] for c in cs if c["rounds_to_best"] is not None]
         energy = [c["energy_to_best_j"] for c in cs]
         rows.append({"model": model, "strategy": strategy, "repeats": len(cs),
-                     "rounds": _median([c["rounds"] for c in cs]),
-                     "final_best": _median([c["final_best"] for c in cs]),
-                     "rounds_to_best": _median(rounds), "rounds_to_best_range": [min(rounds), max(rounds)] if
+                     "rounds": stats.median([c["rounds"] for c in cs]),
+                     "final_best": stats.median([c["final_best"] for c in cs]),
+                     "rounds_to_best": stats.median(rounds), "rounds_to_best_range": [min(rounds), max(rounds)] if
                      rounds else None, "rounds_to_best_runs": rounds,
                      "rounds_to_best_ci": stats.median_ci(rounds)["ci"],
-                     "energy_to_best_j": _median(energy), "energy_to_best_ci": stats.median_ci(energy)["ci"],
-                     "total_j": _median([c["total_j"] for c in cs]),
+                     "energy_to_best_j": stats.median(energy), "energy_to_best_ci": stats.median_ci(energy)["ci"],
+                     "total_j": stats.median([c["total_j"] for c in cs]),
                      "total_cv": stats.noise_floor([c["total_j"] for c in cs])})
     return rows
 
@@ -295,8 +285,8 @@ def _figure(curves: dict[tuple[str, str, int], dict[str, Any]]) -> Any:
             if not cs:
                 continue
             n = min(len(c["best"]) for c in cs)
-            best = [_median([c["best"][i] for c in cs]) for i in range(n)]
-            spent = [_median([c["energy_j"][i] for c in cs]) for i in range(n)]
+            best = [stats.median([c["best"][i] for c in cs]) for i in range(n)]
+            spent = [stats.median([c["energy_j"][i] for c in cs]) for i in range(n)]
             y = [None if b is None else b * 100 for b in best]
             marker, ls = styles[strategy]
             kw = {"where": "post", "marker": marker, "ms": 4, "ls": ls, "lw": 1.6, "alpha": 0.9,
