@@ -252,7 +252,7 @@ class RunSession:
             progress=self.progress if cfg.checkpoint.progress else None, display=display,
         )  # fmt: skip
         if fr.status == "preempted" and self.stop.interrupted:  # Ctrl-C, not a scheduler's signal
-            fr.status, fr.reason = "interrupted", "Ctrl-C (SIGINT)"
+            fr.status = "interrupted"  # its stop_reason is the signal's, below (signum is SIGINT)
         self.result["status"] = fr.status
         if fr.reason and fr.status != "completed":
             self.result["stop_reason"] = fr.reason
@@ -267,10 +267,20 @@ class RunSession:
                 t.setup.model, t.setup.task, t.optimizer, cfg.energy.layer_profile_steps, self.dev.on_gpu,
                 t.autocast)
         if fr.status in ("preempted", "interrupted") and self.stop.signum is not None:
-            self.result["stop_reason"] = (f"signal {signal.Signals(self.stop.signum).name}: checkpointed; "
-                                          f"resume={self.run_dir} continues it")
+            self.result["stop_reason"] = f"signal {signal.Signals(self.stop.signum).name}: {self._stop_saved()}"
         self.result["run"]["attempt_history"] = self.attempts + [this_attempt]
         self.result["upstream"] = t.setup.upstream
+
+    def _stop_saved(self) -> str:
+        """What a stopped run kept: its final checkpoint, or (that save failed) the last progress save."""
+        error = self.result.get("checkpoint_error")
+        if error is None:
+            return f"checkpointed; resume={self.run_dir} continues it"
+        # the failed save left checkpoint.pt as it was: the last progress save, if any, is what resumes
+        saved = self.progress.saved if self.progress is not None else None
+        kept = (f"the checkpoint after epoch {saved['epoch']} is kept: resume={self.run_dir} continues from it"
+                if saved else "no checkpoint was saved")
+        return f"not checkpointed ({error}); {kept}"
 
     def _this_attempt(self, status: str) -> dict[str, Any]:
         return {"started_at": self.result["run"]["started_at"], "wall_s": time.perf_counter() - self.t0,
