@@ -69,3 +69,23 @@ def test_a_preemption_that_checkpointed_says_so(tiny_cfg, tmp_path, monkeypatch)
     r = run(tiny_cfg(max_epochs=4), tmp_path)
     assert r["status"] == "preempted" and "checkpoint_error" not in r
     assert r["stop_reason"] == f"signal SIGTERM: checkpointed; resume={tmp_path} continues it"
+
+
+def test_one_ctrl_c_before_training_is_not_called_twice(tiny_cfg, tmp_path, monkeypatch):
+    # Python's own handler raises it during the idle baseline, before the stop handler is installed
+    from powertrain.energy import idle
+
+    def interrupted_baseline(*a: Any, **k: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(idle, "measure_idle", interrupted_baseline)
+    r = run(tiny_cfg(max_epochs=2, **{"energy.idle_baseline_s": 0.5}), tmp_path)
+    assert r["status"] == "interrupted"
+    assert r["stop_reason"] == "Ctrl-C (SIGINT) before training: left at once; no checkpoint was saved"
+
+
+def test_a_second_ctrl_c_while_training_is_called_twice(tiny_cfg, tmp_path, monkeypatch):
+    _signal_at_step(monkeypatch, signal.SIGINT, step=6, times=2)  # the handler raises on the second
+    r = run(tiny_cfg(max_epochs=4, **{"checkpoint.progress": False}), tmp_path)
+    assert r["status"] == "interrupted"
+    assert r["stop_reason"] == "Ctrl-C (SIGINT) twice: left at once; no checkpoint was saved"

@@ -372,7 +372,10 @@ class RunSession:
         self.result["status"] = "interrupted"
         saved = self.progress.saved if self.progress is not None else None
         kept = f"the checkpoint after epoch {saved['epoch']} is kept" if saved else "no checkpoint was saved"
-        self.result["stop_reason"] = f"Ctrl-C (SIGINT) twice: left at once; {kept}"
+        # twice only when the stop handler saw the first; else Python's own handler raised it, before
+        # stop.install() (loading data, the idle baseline)
+        how = "twice" if self.stop.signum == signal.SIGINT else "before training"
+        self.result["stop_reason"] = f"Ctrl-C (SIGINT) {how}: left at once; {kept}"
 
     def finish(self) -> None:
         """Always runs: restore the GPU, keep the joules of open windows, fill and write result.json."""
