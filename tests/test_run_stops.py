@@ -89,3 +89,23 @@ def test_a_second_ctrl_c_while_training_is_called_twice(tiny_cfg, tmp_path, monk
     r = run(tiny_cfg(max_epochs=4, **{"checkpoint.progress": False}), tmp_path)
     assert r["status"] == "interrupted"
     assert r["stop_reason"] == "Ctrl-C (SIGINT) twice: left at once; no checkpoint was saved"
+
+
+def test_a_second_ctrl_c_names_the_progress_save_still_being_written(tiny_cfg, tmp_path, monkeypatch):
+    # the save after epoch 1 is still in the writer's hands when the second Ctrl-C comes: it lands before
+    # result.json, so the reason names it (it said "no checkpoint was saved")
+    import time
+
+    from powertrain.run.checkpoint import Checkpoint
+
+    write = Checkpoint.write
+
+    def slow_write(self: Any, snapshot: dict[str, Any]) -> None:
+        time.sleep(0.5)
+        write(self, snapshot)
+
+    monkeypatch.setattr(Checkpoint, "write", slow_write)
+    _signal_at_step(monkeypatch, signal.SIGINT, step=5, times=2)  # the first step after epoch 1's save
+    r = run(tiny_cfg(max_epochs=4, **{"checkpoint.min_interval_s": 0.0}), tmp_path)
+    assert r["status"] == "interrupted"
+    assert r["stop_reason"] == "Ctrl-C (SIGINT) twice: left at once; the checkpoint after epoch 1 is kept"

@@ -370,6 +370,8 @@ class RunSession:
     def interrupted(self) -> None:
         """A second Ctrl-C (or one before training): status ``interrupted``, the last progress save kept."""
         self.result["status"] = "interrupted"
+        if self.progress is not None:  # a save still being written lands now (finish waits for it anyway):
+            self.progress.close()  # the reason must name it, not say none was saved
         saved = self.progress.saved if self.progress is not None else None
         kept = f"the checkpoint after epoch {saved['epoch']} is kept" if saved else "no checkpoint was saved"
         # twice only when the stop handler saw the first; else Python's own handler raised it, before
