@@ -69,6 +69,10 @@ def test_a_preemption_that_checkpointed_says_so(tiny_cfg, tmp_path, monkeypatch)
     r = run(tiny_cfg(max_epochs=4), tmp_path)
     assert r["status"] == "preempted" and "checkpoint_error" not in r
     assert r["stop_reason"] == f"signal SIGTERM: checkpointed; resume={tmp_path} continues it"
+    monkeypatch.undo()  # the same run again, unsignalled: it continues the checkpoint
+    again = run(tiny_cfg(max_epochs=4), tmp_path)
+    assert again["status"] == "completed" and [h["epoch"] for h in again["history"]] == [1, 2, 3, 4]
+    assert [a["status"] for a in again["run"]["attempt_history"]] == ["preempted", "completed"]
 
 
 def test_one_ctrl_c_before_training_is_not_called_twice(tiny_cfg, tmp_path, monkeypatch):

@@ -159,7 +159,7 @@ class RunSession:
             try:
                 _, status, _ = load_result(self.run_dir)  # "lost" when a dead run's file still says running
                 explicit = os.environ.get(ENV_RESUME) == str(self.run_dir)
-                ck = Checkpoint(self.run_dir).resumable(self.result["config"], status, explicit)
+                ck = Checkpoint(self.run_dir).resumable(self.config_key, status, explicit)
                 decision = ck is not None
             except ConfigError as e:
                 decision = e
@@ -295,7 +295,7 @@ class RunSession:
         if fr.status in RESUMABLE or self.cfg.save_checkpoint:
             try:
                 ck.save(t.setup.model, t.optimizer, t.scheduler, fr.state, self.ledger,
-                        self.attempts + [this_attempt], fr.status, self.result["config"])
+                        self.attempts + [this_attempt], fr.status, self.config_key)
             except OSError as e:
                 self.result["checkpoint_error"] = f"checkpoint not saved: {e.strerror or e}"
                 print(f"powertrain: warning: {self.result['checkpoint_error']} (the run's result is kept)",
