@@ -19,15 +19,18 @@ from pathlib import Path
 from typing import Any, Optional
 
 from powertrain.config import RunConfig
-from powertrain.console import is_terminal, say
+from powertrain.console import is_terminal, metric_text, say
 from powertrain.results import (
+    CHECKPOINT_FILE,
     HEARTBEAT_S,
     LOST_AFTER_S,
+    RESULT_FILE,
     RESUMABLE,
     USABLE,
     load_result,
     now_iso,
     skeleton,
+    temp_files,
     write_result,
 )
 from powertrain.run.build import (
@@ -178,7 +181,7 @@ class RunSession:
 
         if self.world is not None and not self.world.is_main:
             return
-        for stale in [*self.run_dir.glob(".result.json.*"), *self.run_dir.glob(".checkpoint.pt.*")]:
+        for stale in [*temp_files(self.run_dir / RESULT_FILE), *temp_files(self.run_dir / CHECKPOINT_FILE)]:
             stale.unlink(missing_ok=True)  # half-written by an attempt killed while saving: ours to clear now
         # the heartbeat (result.json's mtime) is refreshed by the writer's thread whatever the run is doing;
         # silence for LOST_AFTER_S reads as dead where the writer cannot be asked (another host, no Slurm)
@@ -218,8 +221,9 @@ class RunSession:
             if self.intensity is not None:
                 row["carbon_g"] = carbon.operational_g(cfg.carbon, self.intensity, row["energy_j"])
             self.tracker.log_epoch(row)
-            metric = (f"acc {row['accuracy'] * 100:6.2f}%" if cfg.task.metric == "accuracy"
-                      else f"{cfg.task.metric} {row['accuracy']:.4f}")
+            value = metric_text(cfg.task.metric, row["accuracy"])
+            # accuracy right-aligned, so the epoch lines' columns line up
+            metric = f"acc {value:>7}" if cfg.task.metric == "accuracy" else f"{cfg.task.metric} {value}"
             self.say(f"epoch {row['epoch']:>3}/{cfg.max_epochs}  loss {row['train_loss']:.4f}  "
                      f"{metric}  energy {row['energy_j']:9.1f} J  time {row['wall_s']:7.2f} s")
             # after the last epoch the final save follows at once; short epochs are saved a second apart
