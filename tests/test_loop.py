@@ -107,3 +107,17 @@ def test_a_loaders_test_batches_are_the_shard_asked_for_on_every_call() -> None:
     assert sorted(whole) == list(range(10))
     assert len(first) == len(second) == 5 and sorted(first + second) == whole
     assert labels(0, 1) == whole and labels(1, 2) == second  # asked again: the same, from the cache
+
+
+def test_an_own_evaluation_that_returns_no_dict_is_named_in_one_line() -> None:
+    import pytest
+
+    from powertrain.config import ConfigError
+    from powertrain.train.tasks import SupervisedTask
+
+    def not_a_dict(model: Any, batches: Any) -> float:
+        return 0.5
+
+    task = SupervisedTask(_task().data, 8, 16, 0, evaluate_fn=not_a_dict)
+    with pytest.raises(ConfigError, match="task.evaluate.*not_a_dict.*returned a float"):
+        task.evaluate(nn.Linear(4, 2))

@@ -75,6 +75,7 @@ class RunSession:
         self.prior_wall_s = 0.0
         self.keep_previous_result = False  # a refused resume leaves the earlier result.json as it was
         self.progress: Optional[Progress] = None  # the running result.json + checkpoint while training
+        self.saver: Optional[Progress] = None  # progress, where it saves checkpoints (checkpoint.progress)
         self.save_failed = False  # a progress save failed (a full disk): the run stopped
         self.snapshot_s = 0.0  # time the training thread spent taking snapshots for progress saves
         self.config_key = config_json(self.result["config"])  # what attempts of one run must share
@@ -188,7 +189,9 @@ class RunSession:
         self.result["run"].update(liveness.identity(HEARTBEAT_S, LOST_AFTER_S))
         self.progress = Progress(self.run_dir, self.cfg.checkpoint.every_s, Checkpoint(self.run_dir).write,
                                  heartbeat_s=HEARTBEAT_S, min_interval_s=self.cfg.checkpoint.min_interval_s)
-        self.progress.on_mid_epoch = self._save_mid_epoch
+        # checkpoint.progress=false: the running result.json and its heartbeat only, no saves while training
+        self.saver = self.progress if self.cfg.checkpoint.progress else None
+        self.progress.on_mid_epoch = self._save_progress
         self.progress.write_now(self._running_result(None))
         self.progress.start()
 
@@ -227,7 +230,7 @@ class RunSession:
             self.say(f"epoch {row['epoch']:>3}/{cfg.max_epochs}  loss {row['train_loss']:.4f}  "
                      f"{metric}  energy {row['energy_j']:9.1f} J  time {row['wall_s']:7.2f} s")
             # after the last epoch the final save follows at once; short epochs are saved a second apart
-            if row["epoch"] < cfg.max_epochs and self.progress is not None and self.progress.should_save():
+            if row["epoch"] < cfg.max_epochs and self.saver is not None and self.saver.should_save():
                 self._save_progress(None)
             return None if pruning is None else pruning.report(row["epoch"], row["accuracy"])
 
@@ -253,7 +256,7 @@ class RunSession:
             time_budget_s=cfg.budget.time_s, state=self.state, scaler=t.scaler, stop_requested=self.stop,
             on_epoch=self._on_epoch(pruning), clock_offset_s=self.prior_wall_s,
             sync=None if dist is None else dist.sync,
-            progress=self.progress if cfg.checkpoint.progress else None, display=display,
+            progress=self.saver, display=display,
         )  # fmt: skip
         if fr.status == "preempted" and self.stop.interrupted:  # Ctrl-C, not a scheduler's signal
             fr.status = "interrupted"  # its stop_reason is the signal's, below (signum is SIGINT)
@@ -341,18 +344,16 @@ class RunSession:
 
     def _save_progress(self, steps_in_epoch: Optional[int]) -> None:
         """Snapshot the run now (tensors copied to host memory) and hand it to the background writer."""
-        if self.progress is None or not self.cfg.checkpoint.progress:
+        saver = self.saver  # set: only the saver calls here (at an epoch's end, or fit's mid-epoch)
+        if saver is None:
             return
-        self.progress.check()  # a save that failed since: stop, the last good files are the record
+        saver.check()  # a save that failed since: stop, the last good files are the record
         t0 = time.perf_counter()
         t, st = self.training, self.state
         ck = Checkpoint.snapshot(t.setup.model, t.optimizer, t.scheduler, st, self.ledger,
                                  self.attempts + [self._this_attempt("running")], "running", self.config_key)
-        self.progress.submit(self._running_result(steps_in_epoch), ck, {"epoch": st.epoch, "steps": steps_in_epoch})
+        saver.submit(self._running_result(steps_in_epoch), ck, {"epoch": st.epoch, "steps": steps_in_epoch})
         self.snapshot_s += time.perf_counter() - t0  # the training thread's share of saving
-
-    def _save_mid_epoch(self, steps: int) -> None:
-        self._save_progress(steps)
 
     # --------------------------------------------------------------------------------------- finish
 

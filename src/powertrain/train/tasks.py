@@ -160,6 +160,7 @@ def evaluate_own(model: nn.Module, evaluate_fn: Callable[..., Any], batches: Ite
         ConfigError: it returned no dict, or no number under ``metric``.
     """
     from powertrain.config.errors import ConfigError
+    from powertrain.config.targets import label
 
     was_training = model.training
     model.eval()
@@ -169,7 +170,7 @@ def evaluate_own(model: nn.Module, evaluate_fn: Callable[..., Any], batches: Ite
     finally:
         model.train(was_training)
     if not isinstance(out, dict):
-        raise ConfigError("task.evaluate", label_of(evaluate_fn), f"a function returning a dict of metrics "
+        raise ConfigError("task.evaluate", label(evaluate_fn), f"a function returning a dict of metrics "
                           f"(it returned a {type(out).__name__})")
     metrics = {str(k): _number(v) for k, v in out.items()}
     value = metrics.get(metric)
@@ -178,12 +179,6 @@ def evaluate_own(model: nn.Module, evaluate_fn: Callable[..., Any], batches: Ite
                           f"({', '.join(metrics) or 'nothing'})")
     metrics["accuracy"] = float(value)
     return metrics
-
-
-def label_of(fn: Any) -> str:
-    from powertrain.config.targets import label
-
-    return label(fn)
 
 
 @torch.no_grad()
