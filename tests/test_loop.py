@@ -88,3 +88,36 @@ def test_a_one_process_fit_without_progress_still_stops_between_steps() -> None:
 
     r, _ = _fit(stop_requested=stop, epochs=2)
     assert r.status == "preempted" and r.state.steps == 3 and r.state.epoch == 0
+
+
+def test_a_loaders_test_batches_are_the_shard_asked_for_on_every_call() -> None:
+    # the loader was cached by its first call: a later (rank, world_size) silently got that first shard
+    from torch.utils.data import TensorDataset
+
+    from powertrain.data.own import DatasetPair
+
+    x, y = torch.randn(10, 3), torch.arange(10)
+    pair = DatasetPair("toy", TensorDataset(x, y), TensorDataset(x, y), 10, (3,), 0)
+    task = ClassificationTask(pair, 4, 4, 0)
+
+    def labels(rank: int, world: int) -> list[int]:
+        return [int(v) for _, yb in task.test_batches(rank, world) for v in yb]
+
+    whole, first, second = labels(0, 1), labels(0, 2), labels(1, 2)
+    assert sorted(whole) == list(range(10))
+    assert len(first) == len(second) == 5 and sorted(first + second) == whole
+    assert labels(0, 1) == whole and labels(1, 2) == second  # asked again: the same, from the cache
+
+
+def test_an_own_evaluation_that_returns_no_dict_is_named_in_one_line() -> None:
+    import pytest
+
+    from powertrain.config import ConfigError
+    from powertrain.train.tasks import SupervisedTask
+
+    def not_a_dict(model: Any, batches: Any) -> float:
+        return 0.5
+
+    task = SupervisedTask(_task().data, 8, 16, 0, evaluate_fn=not_a_dict)
+    with pytest.raises(ConfigError, match="task.evaluate.*not_a_dict.*returned a float"):
+        task.evaluate(nn.Linear(4, 2))

@@ -91,3 +91,12 @@ def test_hydra_composes_each_profile():
             obj = OmegaConf.to_object(cfg.hardware)
             assert isinstance(obj, HardwareConfig) and obj.name == name
     GlobalHydra.instance().clear()
+
+
+def test_the_profiles_tdp_goes_to_the_device_the_run_trains_on() -> None:
+    from powertrain.config import HardwareConfig
+    from powertrain.hardware.profiles import tdp_split
+
+    profile = HardwareConfig(tdp_w=300.0)
+    assert tdp_split(profile, on_gpu=True) == {"cpu_tdp_w": None, "gpu_tdp_w": 300.0}
+    assert tdp_split(profile, on_gpu=False) == {"cpu_tdp_w": 300.0, "gpu_tdp_w": None}

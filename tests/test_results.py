@@ -187,3 +187,32 @@ def test_mixed_precision_on_a_cpu_fails_before_training_instead_of_running_fp32(
         run(tiny_cfg(precision="bf16", **{"hardware.device": "auto"}), tmp_path)
     r = read_result(tmp_path)
     assert r["status"] == "failed" and "precision" in r["error"] and r["metrics"]["epochs"] == 0
+
+
+def test_temp_files_are_the_ones_open_temp_leaves_beside_a_path(tmp_path):
+    import os
+
+    from powertrain.results import CHECKPOINT_FILE, RESULT_FILE, open_temp, temp_files
+
+    fds = [open_temp(tmp_path / RESULT_FILE)[0], open_temp(tmp_path / CHECKPOINT_FILE)[0]]
+    for fd in fds:
+        os.close(fd)
+    (tmp_path / RESULT_FILE).write_text("{}")
+    assert [p.name[: len(".result.json.")] for p in temp_files(tmp_path / RESULT_FILE)] == [".result.json."]
+    assert [p.name[: len(".checkpoint.pt.")] for p in temp_files(tmp_path / CHECKPOINT_FILE)] == [".checkpoint.pt."]
+
+
+def test_metric_text_is_percent_for_accuracy_and_four_decimals_otherwise():
+    from powertrain.console import metric_text
+
+    assert metric_text("accuracy", 0.98765) == "98.77%" and metric_text("r2", 0.98765) == "0.9877"
+
+
+def test_a_run_clears_the_temp_files_a_killed_write_left(tiny_cfg, tmp_path):
+    from powertrain.run import run
+
+    for name in (".result.json.abc123", ".checkpoint.pt.def456"):
+        (tmp_path / name).write_text("half written")
+    (tmp_path / ".other.json.x").write_text("not ours")
+    run(tiny_cfg(max_epochs=1), tmp_path)
+    assert sorted(p.name for p in tmp_path.glob(".*")) == [".other.json.x"]

@@ -69,4 +69,10 @@ def num(x: float, decimals: int = 1, digits: int = 3) -> str:
     return f"{x:.{places}f}"
 
 
-__all__ = ["JobLogFile", "clear_line", "is_terminal", "num", "say", "show_line"]
+def metric_text(name: str, value: float) -> str:
+    """A task's metric as the epoch lines and the summary show it: accuracy in percent, any other
+    ``task.metric`` (the user's own, e.g. an R^2) as it is, to 4 decimals."""
+    return f"{value * 100:.2f}%" if name == "accuracy" else f"{value:.4f}"
+
+
+__all__ = ["JobLogFile", "clear_line", "is_terminal", "metric_text", "num", "say", "show_line"]

@@ -123,14 +123,14 @@ class Meter:
         self._meter = self._build()
 
     def _build(self) -> Any:
-        on_gpu = self.device.type == "cuda"
-        tdp = {"cpu_tdp_w": None if on_gpu else self.profile.tdp_w, "gpu_tdp_w": self.profile.tdp_w if on_gpu else None}
+        from powertrain.hardware.profiles import tdp_split
+
+        tdp = tdp_split(self.profile, self.device.type == "cuda")
         if _world_size() > 1:
             from powertrain.energy.distributed import join, rank_meter
 
-            infos, assignments = join(self.device)
-            nodes = [assignments[i.rank].node for i in sorted(infos, key=lambda i: i.rank)]
-            return rank_meter(self.energy, self.device, assignments[_rank()], nodes, **tdp)
+            _, assignments = join(self.device)
+            return rank_meter(self.energy, self.device, assignments, _rank(), **tdp)
         from powertrain.energy.select import build_meter
 
         return build_meter(self.energy, self.device, **tdp)

@@ -18,8 +18,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
-from powertrain.energy.periodic import PeriodicThread  # noqa: F401 (sources import it from here)
-
 log = logging.getLogger(__name__)
 
 J_PER_KWH = 3.6e6  # joules in a kilowatt-hour: the one conversion (carbon, predictions, CodeCarbon CSV)

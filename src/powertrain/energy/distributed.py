@@ -161,11 +161,15 @@ def join(device: Any, run_dir: str = "") -> tuple[list[RankInfo], dict[int, Assi
     return infos, assign_meters(infos)
 
 
-def rank_meter(energy_cfg: Any, device: Any, mine: Assignment, nodes: list[str], **kwargs: Any) -> GatheredMeter:
-    """This rank's meter for the devices it owns (``mine``), wrapped so that every window is run-wide.
+def rank_meter(energy_cfg: Any, device: Any, assignments: dict[int, Assignment], rank: int,
+               **kwargs: Any) -> GatheredMeter:
+    """Rank ``rank``'s meter for the devices ``assignments`` (``join``'s) gives it, wrapped so that every
+    window is run-wide.
 
     A collective: every rank calls it once, in the same order as its other collectives.
     """
+    mine = assignments[rank]
+    nodes = [assignments[r].node for r in range(len(assignments))]  # each rank's node, in rank order
     from powertrain.energy.estimate import set_peer_processes
     from powertrain.energy.select import build_meter, device_sync
 

@@ -27,9 +27,10 @@ from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any, Optional
 
-from powertrain.energy.base import MeasuringSource, PeriodicThread, Source
+from powertrain.energy.base import MeasuringSource, Source
 from powertrain.energy.estimate import DEFAULT_GPU_TDP_W, GpuEstimate
 from powertrain.energy.nvml_devices import GpuTarget, Session, load_pynvml, run_gpus, visible_gpus
+from powertrain.energy.periodic import PeriodicThread
 
 __all__ = ["GpuTarget", "NvmlGpuSource", "build_gpu_sources", "load_pynvml", "visible_gpus"]
 

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from powertrain.energy.base import MeasuringSource, PeriodicThread, Source
+from powertrain.energy.base import MeasuringSource, Source
+from powertrain.energy.periodic import PeriodicThread
 
 DEFAULT_POWERCAP_ROOT = "/sys/class/powercap"
 PERMISSION_FIX = (

@@ -69,6 +69,12 @@ def _device_name(device: Any) -> Optional[str]:
     return None
 
 
+def tdp_split(profile: HardwareConfig, on_gpu: bool) -> dict[str, Optional[float]]:
+    """The profile's one TDP as the meter's keywords (``energy.build_meter``): a GPU run's profile is its
+    GPU's, so it estimates the GPU and the CPU gets none of it; a CPU run's is the CPU's."""
+    return {"cpu_tdp_w": None if on_gpu else profile.tdp_w, "gpu_tdp_w": profile.tdp_w if on_gpu else None}
+
+
 def select_profile(cfg: HardwareConfig, device: Any, device_name: Optional[str] = None) -> HardwareConfig:
     """The hardware profile a run is accounted with.
 

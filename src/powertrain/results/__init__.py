@@ -77,10 +77,19 @@ FILE_MODE = 0o666 & ~_umask()
 def open_temp(path: Path) -> tuple[int, str]:
     """A temporary file beside ``path`` for an atomic replace, with the mode a plain ``open`` would give
     (mkstemp's 0600 would hide results from the rest of a group sharing a sweep directory)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{Path(path).name}.", dir=Path(path).parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), dir=Path(path).parent)
     with contextlib.suppress(OSError):
         os.fchmod(fd, FILE_MODE)
     return fd, tmp
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{Path(path).name}."
+
+
+def temp_files(path: Path) -> list[Path]:
+    """The temporary files ``open_temp(path)`` made that are still there (a write killed half done)."""
+    return sorted(Path(path).parent.glob(f"{_temp_prefix(path)}*"))
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -84,9 +84,9 @@ def open_device(cfg: RunConfig, run_dir: Optional[Path] = None, world: Optional[
 def make_meter(cfg: RunConfig, dev: Device) -> Any:
     """The run's meter: it bills and synchronises the run's own GPU, not every visible one."""
     from powertrain.energy import build_meter
+    from powertrain.hardware.profiles import tdp_split
 
-    tdp = {"cpu_tdp_w": None if dev.on_gpu else dev.profile.tdp_w,
-           "gpu_tdp_w": dev.profile.tdp_w if dev.on_gpu else None}
+    tdp = tdp_split(dev.profile, dev.on_gpu)
     if dev.dist is not None:
         return dev.dist.build_meter(cfg.energy, dev.device, **tdp)
     return build_meter(cfg.energy, dev.device, **tdp)

@@ -24,34 +24,37 @@ class Checkpoint:
         self.path = Path(run_dir) / CHECKPOINT_FILE
 
     def save(self, model: Any, optimizer: Any, scheduler: Any, fit_state: Any, ledger: Any,
-             attempts: list[dict[str, Any]], status: str, config: dict[str, Any]) -> None:
-        """Atomically save everything a later attempt needs to continue exactly here."""
-        self.write(self.snapshot(model, optimizer, scheduler, fit_state, ledger, attempts, status,
-                                 config_json(config)))
+             attempts: list[dict[str, Any]], status: str, config_key: str) -> None:
+        """Atomically save everything a later attempt needs to continue exactly here (``config_key``:
+        ``config_json`` of the run's config). Written before this returns, so the weights go to
+        ``torch.save`` as they are: a host copy first would hold the model and optimizer twice."""
+        self.write(self.snapshot(model, optimizer, scheduler, fit_state, ledger, attempts, status, config_key,
+                                 copy_tensors=False))
 
     @staticmethod
     def snapshot(model: Any, optimizer: Any, scheduler: Any, fit_state: Any, ledger: Any,
-                 attempts: list[dict[str, Any]], status: str, config_key: str) -> dict[str, Any]:
-        """The checkpoint's content, with every tensor copied to host memory now.
+                 attempts: list[dict[str, Any]], status: str, config_key: str,
+                 copy_tensors: bool = True) -> dict[str, Any]:
+        """The checkpoint's content, with every tensor copied to host memory now (unless ``copy_tensors``
+        is False: for a write that ends before training goes on).
 
         Training may go on while another thread writes it: nothing in the snapshot is shared with the
-        live model, optimizer, fit state or ledger (history rows and epoch rows are never changed once
-        appended, so their lists are copied, not their rows).
+        live model, optimizer, fit state or ledger (history rows are never changed once appended, so
+        their list is copied, not its rows).
         """
         import copy
 
+        host = _host_copy if copy_tensors else _as_is
         st = dict(vars(fit_state), history=list(fit_state.history))
-        led = ledger.to_dict()
         return {
             "status": status,
             "config_json": config_key,
-            "model": _host_copy(model.state_dict()),
-            "optimizer": _host_copy(optimizer.state_dict()),
+            "model": host(model.state_dict()),
+            "optimizer": host(optimizer.state_dict()),
             "scheduler": copy.deepcopy(scheduler.state_dict()) if scheduler is not None else None,
             "rng": _rng_state(),
             "fit_state": st,
-            "ledger": {"phases": {p: {n: dict(c) for n, c in comps.items()} for p, comps in led["phases"].items()},
-                       "phase_time_s": dict(led["phase_time_s"]), "epochs": list(led["epochs"])},
+            "ledger": copy.deepcopy(ledger.to_dict()),
             "attempts": [dict(a) for a in attempts],
         }
 
@@ -89,8 +92,9 @@ class Checkpoint:
 
         return torch.load(self.path, map_location="cpu", weights_only=True)
 
-    def resumable(self, config: dict[str, Any], status: str, explicit: bool = False) -> Optional[dict[str, Any]]:
-        """The checkpoint of an attempt of *this* run that stopped before its end, or None.
+    def resumable(self, config_key: str, status: str, explicit: bool = False) -> Optional[dict[str, Any]]:
+        """The checkpoint of an attempt of *this* run (``config_key``: ``config_json`` of its config) that
+        stopped before its end, or None.
 
         ``status`` is what ``results.load_result`` says of the directory's result.json: ``preempted``,
         ``interrupted`` and ``lost`` runs are continued; a ``failed`` run that saved progress only when
@@ -112,9 +116,8 @@ class Checkpoint:
                               f"attempt (this one was saved when an attempt ended {own}; nothing to resume)")
         if not ok:
             return None  # a finished run's checkpoint in a reused directory is not continued
-        now = config_json(config)
-        if ck.get("config_json") != now:
-            diff = _config_diff(json.loads(ck["config_json"]), json.loads(now))
+        if ck.get("config_json") != config_key:
+            diff = _config_diff(json.loads(ck["config_json"]), json.loads(config_key))
             raise ConfigError("resume", str(self.path.parent),
                               f"the config of the {status} run there (differs in {diff}); pass the same "
                               "overrides to resume it, or choose another run directory")
@@ -158,6 +161,10 @@ def _host_copy(obj: Any) -> Any:
         return {k: _host_copy(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return type(obj)(_host_copy(v) for v in obj)
+    return obj
+
+
+def _as_is(obj: Any) -> Any:
     return obj
 
 

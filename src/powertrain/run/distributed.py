@@ -161,8 +161,6 @@ class DistributedRun:
             world_size=world.world_size, timeout=datetime.timedelta(seconds=cfg.distributed.timeout_s),
         )  # fmt: skip
         self.infos, self.assignments = join(device, str(run_dir))
-        self.mine = self.assignments[world.rank]
-        self.nodes = [self.assignments[r].node for r in range(world.world_size)]
         self.started_at = self.infos[0].started_at
         self.run_dir = Path(self.infos[0].run_dir)  # checkpoint and result: where rank 0 keeps them
         self.batch_size_per_rank = cfg.batch_size // world.world_size
@@ -180,7 +178,7 @@ class DistributedRun:
 
     def build_meter(self, energy_cfg: Any, device: Any, **kwargs: Any) -> GatheredMeter:
         """This rank's meter for the devices it owns, wrapped so that every window is run-wide."""
-        return rank_meter(energy_cfg, device, self.mine, self.nodes, **kwargs)
+        return rank_meter(energy_cfg, device, self.assignments, self.world.rank, **kwargs)
 
     def shard(self, task: Any) -> None:
         """Give this rank its slice of every global batch and of the test split."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from powertrain.config import RunConfig
 from powertrain.config.errors import ConfigError
-from powertrain.console import num, say
+from powertrain.console import metric_text, num, say
 from powertrain.results import RESULT_FILE, now_iso
 
 
@@ -74,10 +74,9 @@ def fill_result(result: dict[str, Any], cfg: RunConfig, fit_result: Any, ledger:
 def print_summary(result: dict[str, Any], run_dir: Path) -> None:
     m, e, c, t = result["metrics"], result["energy"], result.get("carbon") or {}, result["time"]
     name = m.get("metric") or "accuracy"  # task.metric: what "accuracy" is for a step of the user's own
-    pct = (lambda v: f"{v * 100:.2f}%") if name == "accuracy" else (lambda v: f"{v:.4f}")
-    acc = pct(m["final_accuracy"]) if m["final_accuracy"] is not None else "n/a"
+    acc = metric_text(name, m["final_accuracy"]) if m["final_accuracy"] is not None else "n/a"
     lines = [f"status: {result['status']}" + (f" ({result['error']})" if result["error"] else "")]
-    lines.append(f"{name}: {acc} (best {pct(m['best_accuracy'])})" if m["best_accuracy"] is not None
+    lines.append(f"{name}: {acc} (best {metric_text(name, m['best_accuracy'])})" if m["best_accuracy"] is not None
                  else f"{name}: {acc}")
     if e["total_j"] is not None:
         share = e["measured_fraction"]

@@ -20,16 +20,19 @@ from typing import Any, Optional
 
 from powertrain.config import RunConfig
 from powertrain.config.errors import first_line
-from powertrain.console import is_terminal, say
+from powertrain.console import is_terminal, metric_text, say
 from powertrain.results import (
+    CHECKPOINT_FILE,
     ENV_RESUME,
     HEARTBEAT_S,
     LOST_AFTER_S,
+    RESULT_FILE,
     RESUMABLE,
     USABLE,
     load_result,
     now_iso,
     skeleton,
+    temp_files,
     write_result,
 )
 from powertrain.run.build import (
@@ -72,6 +75,7 @@ class RunSession:
         self.prior_wall_s = 0.0
         self.keep_previous_result = False  # a refused resume leaves the earlier result.json as it was
         self.progress: Optional[Progress] = None  # the running result.json + checkpoint while training
+        self.saver: Optional[Progress] = None  # progress, where it saves checkpoints (checkpoint.progress)
         self.save_failed = False  # a progress save failed (a full disk): the run stopped
         self.snapshot_s = 0.0  # time the training thread spent taking snapshots for progress saves
         self.config_key = config_json(self.result["config"])  # what attempts of one run must share
@@ -159,7 +163,7 @@ class RunSession:
             try:
                 _, status, _ = load_result(self.run_dir)  # "lost" when a dead run's file still says running
                 explicit = os.environ.get(ENV_RESUME) == str(self.run_dir)
-                ck = Checkpoint(self.run_dir).resumable(self.result["config"], status, explicit)
+                ck = Checkpoint(self.run_dir).resumable(self.config_key, status, explicit)
                 decision = ck is not None
             except ConfigError as e:
                 decision = e
@@ -178,14 +182,16 @@ class RunSession:
 
         if self.world is not None and not self.world.is_main:
             return
-        for stale in [*self.run_dir.glob(".result.json.*"), *self.run_dir.glob(".checkpoint.pt.*")]:
+        for stale in [*temp_files(self.run_dir / RESULT_FILE), *temp_files(self.run_dir / CHECKPOINT_FILE)]:
             stale.unlink(missing_ok=True)  # half-written by an attempt killed while saving: ours to clear now
         # the heartbeat (result.json's mtime) is refreshed by the writer's thread whatever the run is doing;
         # silence for LOST_AFTER_S reads as dead where the writer cannot be asked (another host, no Slurm)
         self.result["run"].update(liveness.identity(HEARTBEAT_S, LOST_AFTER_S))
         self.progress = Progress(self.run_dir, self.cfg.checkpoint.every_s, Checkpoint(self.run_dir).write,
                                  heartbeat_s=HEARTBEAT_S, min_interval_s=self.cfg.checkpoint.min_interval_s)
-        self.progress.on_mid_epoch = self._save_mid_epoch
+        # checkpoint.progress=false: the running result.json and its heartbeat only, no saves while training
+        self.saver = self.progress if self.cfg.checkpoint.progress else None
+        self.progress.on_mid_epoch = self._save_progress
         self.progress.write_now(self._running_result(None))
         self.progress.start()
 
@@ -218,12 +224,13 @@ class RunSession:
             if self.intensity is not None:
                 row["carbon_g"] = carbon.operational_g(cfg.carbon, self.intensity, row["energy_j"])
             self.tracker.log_epoch(row)
-            metric = (f"acc {row['accuracy'] * 100:6.2f}%" if cfg.task.metric == "accuracy"
-                      else f"{cfg.task.metric} {row['accuracy']:.4f}")
+            value = metric_text(cfg.task.metric, row["accuracy"])
+            # accuracy right-aligned, so the epoch lines' columns line up
+            metric = f"acc {value:>7}" if cfg.task.metric == "accuracy" else f"{cfg.task.metric} {value}"
             self.say(f"epoch {row['epoch']:>3}/{cfg.max_epochs}  loss {row['train_loss']:.4f}  "
                      f"{metric}  energy {row['energy_j']:9.1f} J  time {row['wall_s']:7.2f} s")
             # after the last epoch the final save follows at once; short epochs are saved a second apart
-            if row["epoch"] < cfg.max_epochs and self.progress is not None and self.progress.should_save():
+            if row["epoch"] < cfg.max_epochs and self.saver is not None and self.saver.should_save():
                 self._save_progress(None)
             return None if pruning is None else pruning.report(row["epoch"], row["accuracy"])
 
@@ -249,10 +256,10 @@ class RunSession:
             time_budget_s=cfg.budget.time_s, state=self.state, scaler=t.scaler, stop_requested=self.stop,
             on_epoch=self._on_epoch(pruning), clock_offset_s=self.prior_wall_s,
             sync=None if dist is None else dist.sync,
-            progress=self.progress if cfg.checkpoint.progress else None, display=display,
+            progress=self.saver, display=display,
         )  # fmt: skip
         if fr.status == "preempted" and self.stop.interrupted:  # Ctrl-C, not a scheduler's signal
-            fr.status, fr.reason = "interrupted", "Ctrl-C (SIGINT)"
+            fr.status = "interrupted"  # its stop_reason is the signal's, below (signum is SIGINT)
         self.result["status"] = fr.status
         if fr.reason and fr.status != "completed":
             self.result["stop_reason"] = fr.reason
@@ -267,10 +274,20 @@ class RunSession:
                 t.setup.model, t.setup.task, t.optimizer, cfg.energy.layer_profile_steps, self.dev.on_gpu,
                 t.autocast)
         if fr.status in ("preempted", "interrupted") and self.stop.signum is not None:
-            self.result["stop_reason"] = (f"signal {signal.Signals(self.stop.signum).name}: checkpointed; "
-                                          f"resume={self.run_dir} continues it")
+            self.result["stop_reason"] = f"signal {signal.Signals(self.stop.signum).name}: {self._stop_saved()}"
         self.result["run"]["attempt_history"] = self.attempts + [this_attempt]
         self.result["upstream"] = t.setup.upstream
+
+    def _stop_saved(self) -> str:
+        """What a stopped run kept: its final checkpoint, or (that save failed) the last progress save."""
+        error = self.result.get("checkpoint_error")
+        if error is None:
+            return f"checkpointed; resume={self.run_dir} continues it"
+        # the failed save left checkpoint.pt as it was: the last progress save, if any, is what resumes
+        saved = self.progress.saved if self.progress is not None else None
+        kept = (f"the checkpoint after epoch {saved['epoch']} is kept: resume={self.run_dir} continues from it"
+                if saved else "no checkpoint was saved")
+        return f"not checkpointed ({error}); {kept}"
 
     def _this_attempt(self, status: str) -> dict[str, Any]:
         return {"started_at": self.result["run"]["started_at"], "wall_s": time.perf_counter() - self.t0,
@@ -285,7 +302,7 @@ class RunSession:
         if fr.status in RESUMABLE or self.cfg.save_checkpoint:
             try:
                 ck.save(t.setup.model, t.optimizer, t.scheduler, fr.state, self.ledger,
-                        self.attempts + [this_attempt], fr.status, self.result["config"])
+                        self.attempts + [this_attempt], fr.status, self.config_key)
             except OSError as e:
                 self.result["checkpoint_error"] = f"checkpoint not saved: {e.strerror or e}"
                 print(f"powertrain: warning: {self.result['checkpoint_error']} (the run's result is kept)",
@@ -327,18 +344,16 @@ class RunSession:
 
     def _save_progress(self, steps_in_epoch: Optional[int]) -> None:
         """Snapshot the run now (tensors copied to host memory) and hand it to the background writer."""
-        if self.progress is None or not self.cfg.checkpoint.progress:
+        saver = self.saver  # set: only the saver calls here (at an epoch's end, or fit's mid-epoch)
+        if saver is None:
             return
-        self.progress.check()  # a save that failed since: stop, the last good files are the record
+        saver.check()  # a save that failed since: stop, the last good files are the record
         t0 = time.perf_counter()
         t, st = self.training, self.state
         ck = Checkpoint.snapshot(t.setup.model, t.optimizer, t.scheduler, st, self.ledger,
                                  self.attempts + [self._this_attempt("running")], "running", self.config_key)
-        self.progress.submit(self._running_result(steps_in_epoch), ck, {"epoch": st.epoch, "steps": steps_in_epoch})
+        saver.submit(self._running_result(steps_in_epoch), ck, {"epoch": st.epoch, "steps": steps_in_epoch})
         self.snapshot_s += time.perf_counter() - t0  # the training thread's share of saving
-
-    def _save_mid_epoch(self, steps: int) -> None:
-        self._save_progress(steps)
 
     # --------------------------------------------------------------------------------------- finish
 
@@ -360,9 +375,14 @@ class RunSession:
     def interrupted(self) -> None:
         """A second Ctrl-C (or one before training): status ``interrupted``, the last progress save kept."""
         self.result["status"] = "interrupted"
+        if self.progress is not None:  # a save still being written lands now (finish waits for it anyway):
+            self.progress.close()  # the reason must name it, not say none was saved
         saved = self.progress.saved if self.progress is not None else None
         kept = f"the checkpoint after epoch {saved['epoch']} is kept" if saved else "no checkpoint was saved"
-        self.result["stop_reason"] = f"Ctrl-C (SIGINT) twice: left at once; {kept}"
+        # twice only when the stop handler saw the first; else Python's own handler raised it, before
+        # stop.install() (loading data, the idle baseline)
+        how = "twice" if self.stop.signum == signal.SIGINT else "before training"
+        self.result["stop_reason"] = f"Ctrl-C (SIGINT) {how}: left at once; {kept}"
 
     def finish(self) -> None:
         """Always runs: restore the GPU, keep the joules of open windows, fill and write result.json."""

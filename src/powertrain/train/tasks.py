@@ -57,6 +57,7 @@ class SupervisedTask:
         self.train = self._train_batches(batch_size, 0, 1)
         self.eval_shard: tuple[int, int] = (0, 1)
         self.eval_reduce: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+        self._test: dict[tuple[int, int], Any] = {}  # a loader's test batches, one per (rank, world_size)
 
     def _train_batches(self, batch_size: int, rank: int, world_size: int) -> Any:
         d = self.data
@@ -99,14 +100,16 @@ class SupervisedTask:
             x, y = d.x_test, d.y_test
             if world_size > 1:
                 x, y = x[rank::world_size], y[rank::world_size]
-            return ((x[i : i + self.eval_batch_size], y[i : i + self.eval_batch_size])
-                    for i in range(0, x.shape[0], self.eval_batch_size))
-        if not hasattr(self, "_test"):
+            return _slices(x, y, self.eval_batch_size)
+        # cached by shard: a loader built for one (rank, world_size) holds that shard's samples only
+        loader = self._test.get((rank, world_size))
+        if loader is None:
             from powertrain.data.loader import LoaderBatches
 
-            self._test = LoaderBatches(d.test, self.eval_batch_size, self.seed, d.device, d.num_workers,
-                                       shuffle=False, rank=rank, world_size=world_size)
-        return self._test.epoch(0)
+            loader = self._test[rank, world_size] = LoaderBatches(
+                d.test, self.eval_batch_size, self.seed, d.device, d.num_workers, shuffle=False, rank=rank,
+                world_size=world_size)
+        return loader.epoch(0)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, Any]:
@@ -116,12 +119,8 @@ class SupervisedTask:
         if self.evaluate_fn is not None:
             return evaluate_own(model, self.evaluate_fn, self.test_batches(), self.metric, self.autocast)
         rank, world = self.eval_shard
-        if self.on_device:
-            x, y = self.data.x_test, self.data.y_test
-            if world > 1:
-                x, y = x[rank::world], y[rank::world]
-            return evaluate_split(model, x, y, self.eval_batch_size, self.autocast, reduce=self.eval_reduce)
-        return _accuracy(model, self.test_batches(rank, world), self.autocast, None, self.eval_reduce)
+        device = self.data.x_test.device if self.on_device else None  # None: the model's (a loader's batches)
+        return _accuracy(model, self.test_batches(rank, world), self.autocast, None, self.eval_reduce, device)
 
     def reached(self, metrics: dict[str, Any], target: Optional[float]) -> bool:
         return target is not None and metrics["accuracy"] >= target
@@ -161,6 +160,7 @@ def evaluate_own(model: nn.Module, evaluate_fn: Callable[..., Any], batches: Ite
         ConfigError: it returned no dict, or no number under ``metric``.
     """
     from powertrain.config.errors import ConfigError
+    from powertrain.config.targets import label
 
     was_training = model.training
     model.eval()
@@ -170,7 +170,7 @@ def evaluate_own(model: nn.Module, evaluate_fn: Callable[..., Any], batches: Ite
     finally:
         model.train(was_training)
     if not isinstance(out, dict):
-        raise ConfigError("task.evaluate", label_of(evaluate_fn), f"a function returning a dict of metrics "
+        raise ConfigError("task.evaluate", label(evaluate_fn), f"a function returning a dict of metrics "
                           f"(it returned a {type(out).__name__})")
     metrics = {str(k): _number(v) for k, v in out.items()}
     value = metrics.get(metric)
@@ -179,12 +179,6 @@ def evaluate_own(model: nn.Module, evaluate_fn: Callable[..., Any], batches: Ite
                           f"({', '.join(metrics) or 'nothing'})")
     metrics["accuracy"] = float(value)
     return metrics
-
-
-def label_of(fn: Any) -> str:
-    from powertrain.config.targets import label
-
-    return label(fn)
 
 
 @torch.no_grad()
@@ -196,8 +190,12 @@ def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
 
     ``reduce`` sums (correct, loss, count) over the ranks of a distributed run (each holds a slice).
     """
-    batches = ((x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, x.shape[0], batch_size))
-    return _accuracy(model, batches, autocast, head, reduce, device=x.device)
+    return _accuracy(model, _slices(x, y, batch_size), autocast, head, reduce, device=x.device)
+
+
+def _slices(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    """(x, y) in order, ``batch_size`` at a time (the last batch may be short)."""
+    return ((x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, x.shape[0], batch_size))
 
 
 @torch.no_grad()
