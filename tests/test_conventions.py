@@ -183,12 +183,22 @@ def test_packaged_layout_matches_the_installed_codecarbon_and_names_its_version(
     if codecarbon is not None and codecarbon.__version__ == data["codecarbon_version"]:
         assert data["columns"] == [f.name for f in dataclasses.fields(EmissionsData)]
     cc.layout.cache_clear()
-    monkeypatch.setitem(sys.modules, "codecarbon", None)  # as if not installed: the packaged copy
+    monkeypatch.setattr(cc, "installed_version", lambda: None)  # as if not installed: the packaged copy
+    monkeypatch.setitem(sys.modules, "codecarbon", None)
     try:
         columns, version = cc.layout()
         assert list(columns) == data["columns"] and version == data["codecarbon_version"]
     finally:
         cc.layout.cache_clear()
+    if codecarbon is not None:  # another installed version: its own dataclass is read
+        monkeypatch.delitem(sys.modules, "codecarbon")
+        monkeypatch.setattr(cc, "installed_version", lambda: "0.0.0-other")
+        try:
+            columns, version = cc.layout()
+            assert list(columns) == [f.name for f in dataclasses.fields(EmissionsData)]
+            assert version == codecarbon.__version__
+        finally:
+            cc.layout.cache_clear()
 
 
 def test_progress_line_redraws_at_most_four_times_a_second():

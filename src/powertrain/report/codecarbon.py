@@ -2,9 +2,11 @@
 read powertrain's runs, and CodeCarbon's own file writer appends to ours. Columns powertrain cannot fill
 stay empty, never invented.
 
-The columns and their order are the fields of CodeCarbon's ``EmissionsData`` dataclass, read from the
-installed ``codecarbon`` when it can be imported, else from the packaged copy
-(resources/codecarbon_emissions_layout.json, which names the CodeCarbon version it was taken from).
+The columns and their order are the fields of CodeCarbon's ``EmissionsData`` dataclass: the packaged copy
+(resources/codecarbon_emissions_layout.json, which names the CodeCarbon version it was taken from, and
+which a test compares with that version's dataclass) unless another CodeCarbon version is installed, whose
+dataclass is then read. Importing codecarbon costs about 0.1 s at every run's end, so its installed version
+(package metadata, no import) decides whether its layout may differ.
 Units, as CodeCarbon's: energy in kWh, emissions in kg CO2e (operational only: CodeCarbon has no embodied
 share), power in W, duration in s, emissions_rate in kg/s, ram_total_size in GB.
 
@@ -30,20 +32,33 @@ KIND_COLUMN = {"cpu": "cpu", "gpu": "gpu", "dram": "ram"}  # powertrain componen
 
 @functools.lru_cache(maxsize=1)
 def layout() -> tuple[tuple[str, ...], str]:
-    """(columns in order, the CodeCarbon version they come from): the installed library's
-    ``EmissionsData`` where importable, else the packaged layout."""
+    """(columns in order, the CodeCarbon version they come from): the packaged layout, or the installed
+    library's ``EmissionsData`` where a different CodeCarbon version is installed."""
+    from importlib import metadata, resources
+
+    data = json.loads(resources.files("powertrain.resources").joinpath(LAYOUT_FILE).read_text("utf-8"))
+    packaged = tuple(data["columns"]), str(data["codecarbon_version"])
     try:
+        if installed_version() in (None, packaged[1]):
+            return packaged  # not installed (it is not a dependency), or the version the copy was taken from
         import dataclasses
 
         import codecarbon
         from codecarbon.output_methods.emissions_data import EmissionsData
 
         return tuple(f.name for f in dataclasses.fields(EmissionsData)), str(codecarbon.__version__)
-    except Exception:  # not installed (it is not a dependency), or a layout it no longer has
-        from importlib import resources
+    except (ImportError, metadata.PackageNotFoundError, TypeError):  # a layout it no longer has
+        return packaged
 
-        data = json.loads(resources.files("powertrain.resources").joinpath(LAYOUT_FILE).read_text("utf-8"))
-        return tuple(data["columns"]), str(data["codecarbon_version"])
+
+def installed_version() -> Optional[str]:
+    """The installed CodeCarbon's version from its package metadata (no import), or None."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("codecarbon")
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def row(result: Optional[dict[str, Any]], job: str) -> dict[str, Any]:
