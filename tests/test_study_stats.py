@@ -300,3 +300,29 @@ def test_both_convergence_figures_label_a_task_metric_of_the_users(tmp_path: Pat
     assert ax.get_ylabel() == "f1 × 100 after each epoch"
     assert ("median of the repeats" in ax.get_title()) == (seeds > 1)
     fig.savefig(tmp_path / "convergence.png")
+
+
+def test_a_multitask_run_that_costs_more_says_more(tmp_path: Path) -> None:
+    """Multitask dearer than its single-task runs: the sentence says how much *more*, not "101 % of"."""
+    from types import SimpleNamespace
+
+    from powertrain.studies import multitask_vs_single as mvs
+    from powertrain.studies._common import interleave
+
+    energy = {"multitask": [70.0, 71.0, 69.0, 70.5], "single_a": [20.0, 21.0, 22.0, 20.5],
+              "single_b": [15.0, 16.0, 17.0, 15.5]}
+    sweep = tmp_path / "runs"
+    for job, (r, name) in enumerate(interleave(list(energy), 4)):
+        d = sweep / str(job)
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps(_mt_result(name, r, energy[name][r])))
+    cfg = SimpleNamespace(seed=0, verbose=False, target_accuracy=0.8, model=SimpleNamespace(family="simple_cnn"),
+                          study=SimpleNamespace(tasks=["a", "b"], task_targets=[], mixing="round_robin",
+                                                repeats=4, scale="smoke"))
+    ctx = SimpleNamespace(cfg=cfg, sweep=lambda part, overrides, variants=None: sweep)
+    summary = mvs.run(ctx)  # type: ignore[arg-type]
+    total = summary["energy_single_sum_j"]
+    assert summary["energy_saved_j"] < 0
+    more = -summary["energy_saved_j"]
+    assert summary["comparison"] == (f"multitask costs {more:.3g} J more ({more / total * 100:.0f} % more than "
+                                     f"the single-task runs' {total:.3g} J)")

@@ -175,8 +175,11 @@ def run(ctx: StudyContext) -> dict[str, Any]:
     summary.update(status="completed", **saving_stats([v for v in e(r_mt) if v is not None],
                                                       [[by_rep[t][r] for r in complete] for t in s.tasks]))
     total, saved = summary["energy_single_sum_j"], summary["energy_saved_j"]
-    summary["comparison"] = (f"multitask {'saves' if saved >= 0 else 'costs'} {fmt_j(abs(saved))} J "
-                             f"({abs(saved) / total * 100:.0f} % of the single-task runs' {fmt_j(total)} J)")
+    share = f"{abs(saved) / total * 100:.0f} %"
+    # "costs 3.72 J (101 % of ...)" read as if multitask cost about what the single-task runs did: say "more"
+    summary["comparison"] = (f"multitask saves {fmt_j(saved)} J ({share} of the single-task runs' {fmt_j(total)} J)"
+                             if saved >= 0 else f"multitask costs {fmt_j(-saved)} J more ({share} more than the "
+                             f"single-task runs' {fmt_j(total)} J)")
     lines.append(f"  single-task runs together:           {joules(total)}")
     lines.append(f"  {summary['comparison']}")
     lines.append(f"  {summary['saved_effect']['verdict']}")
