@@ -27,11 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
-from torch import nn
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_meter_overhead import simple_cnn  # noqa: E402  (the same network as the energy-owners' benchmark)
+from bench_meter_overhead import pair_us, training_setup  # noqa: E402  (the energy owners' loop, the same network)
 
 from powertrain import Meter  # noqa: E402
 
@@ -70,20 +67,6 @@ def run_block(begin: Callable[[], None], end: Callable[[], None], step: Callable
     return (time.perf_counter() - t0) / epochs
 
 
-def pair_us(begin: Callable[[], None], end: Callable[[], None], pairs: int) -> float:
-    """Median cost of one begin/end pair in µs (median of 5 runs of ``pairs`` pairs)."""
-    begin()
-    end()
-    runs = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        for _ in range(pairs):
-            begin()
-            end()
-        runs.append((time.perf_counter() - t0) / pairs * 1e6)
-    return statistics.median(runs)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=15, help="interleaved repetitions")
@@ -92,18 +75,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     args = parser.parse_args()
 
-    torch.manual_seed(0)
-    torch.set_num_threads(args.threads)
-    model = simple_cnn()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = nn.CrossEntropyLoss()
-    x_all, y_all = torch.randn(args.samples, 1, 8, 8), torch.randint(0, 10, (args.samples,))
-    batches = list(zip(x_all.split(64), y_all.split(64), strict=True))
-
-    def step(x: torch.Tensor, y: torch.Tensor) -> None:
-        opt.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
-        opt.step()
+    step, batches = training_setup(args.samples, args.threads)
 
     print(f"load_average_1m_at_start {os.getloadavg()[0]:.2f}")
     meter = Meter(carbon_region="DEU", device="cpu")

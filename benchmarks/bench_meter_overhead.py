@@ -16,6 +16,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -62,18 +63,42 @@ def run_block(mode: str, meter: EnergyMeter, step, batches: list, epochs: int) -
     return (time.perf_counter() - t0) / (epochs * len(batches))
 
 
-def window_pair_us(meter: EnergyMeter, pairs: int) -> float:
-    """Median cost of one begin/end window pair in µs (median of 5 runs of ``pairs`` pairs)."""
-    meter.begin_window("warm")
-    meter.end_window("warm")
+def pair_us(begin: Callable[[], None], end: Callable[[], None], pairs: int) -> float:
+    """Median cost of one begin/end pair in µs (median of 5 runs of ``pairs`` pairs, after one warm pair)."""
+    begin()
+    end()
     runs = []
     for _ in range(5):
         t0 = time.perf_counter()
         for _ in range(pairs):
-            meter.begin_window("w")
-            meter.end_window("w")
+            begin()
+            end()
         runs.append((time.perf_counter() - t0) / pairs * 1e6)
     return statistics.median(runs)
+
+
+def window_pair_us(meter: EnergyMeter, pairs: int) -> float:
+    """Median cost of one begin/end window pair of an energy meter, in µs."""
+    return pair_us(lambda: meter.begin_window("w"), lambda: meter.end_window("w"), pairs)
+
+
+def training_setup(samples: int, threads: int) -> tuple[Callable[..., None], list]:
+    """The loop both meter benchmarks time: SimpleCNN and Adam on random 1×8×8 batches of 64, as
+    (step(x, y), batches), seeded."""
+    torch.manual_seed(0)
+    torch.set_num_threads(threads)
+    model = simple_cnn()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    x_all, y_all = torch.randn(samples, 1, 8, 8), torch.randint(0, 10, (samples,))
+    batches = list(zip(x_all.split(64), y_all.split(64), strict=True))
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        opt.step()
+
+    return step, batches
 
 
 def fake_rapl_tree(root: Path, sockets: int = 2) -> None:
@@ -95,19 +120,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     args = parser.parse_args()
 
-    torch.manual_seed(0)
-    torch.set_num_threads(args.threads)
-    model = simple_cnn()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = nn.CrossEntropyLoss()
-    x_all = torch.randn(args.samples, 1, 8, 8)
-    y_all = torch.randint(0, 10, (args.samples,))
-    batches = list(zip(x_all.split(64), y_all.split(64), strict=True))
-
-    def step(x: torch.Tensor, y: torch.Tensor) -> None:
-        opt.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
-        opt.step()
+    step, batches = training_setup(args.samples, args.threads)
 
     meter = build_meter(EnergyConfig(), device_type="cpu")
     print(f"meter {meter.describe()}")

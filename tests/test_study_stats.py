@@ -185,30 +185,36 @@ def _mt_result(variant: str, repeat: int, energy_j: float | None) -> dict[str, A
     return res
 
 
-def test_multitask_saving_pairs_repeats_by_index_and_its_point_matches_its_interval(tmp_path: Path) -> None:
-    """single_a's repeat 1 left no readable result and single_b's repeat 3 missed its target: only repeats
-    0 and 2 have both, and the saved fraction printed is the one its interval and verdict are about."""
+def _mt_summary(tmp_path: Path, energy: dict[str, list[Any]], skip: tuple[str, int] = ("", -1)) -> dict[str, Any]:
+    """multitask_vs_single's analysis of 4 interleaved repeats with these energies (None: missed its target;
+    ``skip``: the (variant, repeat) that left no result.json at all)."""
     from types import SimpleNamespace
 
-    from powertrain.report import stats
     from powertrain.studies import multitask_vs_single as mvs
     from powertrain.studies._common import interleave
 
-    energy = {"multitask": [30.0, 31.0, 29.0, 30.5], "single_a": [20.0, None, 22.0, 40.0],
-              "single_b": [15.0, 16.0, 17.0, None]}
     sweep = tmp_path / "runs"
     for job, (r, name) in enumerate(interleave(list(energy), 4)):
-        if name == "single_a" and r == 1:
+        if (name, r) == skip:
             continue  # the job ended without a result.json: variant_results leaves it out
         d = sweep / str(job)
         d.mkdir(parents=True)
-        e = energy[name][r]
-        (d / "result.json").write_text(json.dumps(_mt_result(name, r, e if name != "single_b" or r != 3 else None)))
+        (d / "result.json").write_text(json.dumps(_mt_result(name, r, energy[name][r])))
     cfg = SimpleNamespace(seed=0, verbose=False, target_accuracy=0.8, model=SimpleNamespace(family="simple_cnn"),
                           study=SimpleNamespace(tasks=["a", "b"], task_targets=[], mixing="round_robin",
                                                 repeats=4, scale="smoke"))
     ctx = SimpleNamespace(cfg=cfg, sweep=lambda part, overrides, variants=None: sweep)
-    summary = mvs.run(ctx)  # type: ignore[arg-type]
+    return mvs.run(ctx)  # type: ignore[arg-type]
+
+
+def test_multitask_saving_pairs_repeats_by_index_and_its_point_matches_its_interval(tmp_path: Path) -> None:
+    """single_a's repeat 1 left no readable result and single_b's repeat 3 missed its target: only repeats
+    0 and 2 have both, and the saved fraction printed is the one its interval and verdict are about."""
+    from powertrain.report import stats
+
+    energy = {"multitask": [30.0, 31.0, 29.0, 30.5], "single_a": [20.0, None, 22.0, 40.0],
+              "single_b": [15.0, 16.0, 17.0, None]}
+    summary = _mt_summary(tmp_path, energy, skip=("single_a", 1))
     eff = summary["saved_effect"]
     assert summary["status"] == "completed" and eff["n"] == [4, 2]  # repeats 0 and 2, not positions 0-2
     pairs = [20.0 + 15.0, 22.0 + 17.0]  # each repeat's own single-task runs
@@ -304,23 +310,9 @@ def test_both_convergence_figures_label_a_task_metric_of_the_users(tmp_path: Pat
 
 def test_a_multitask_run_that_costs_more_says_more(tmp_path: Path) -> None:
     """Multitask dearer than its single-task runs: the sentence says how much *more*, not "101 % of"."""
-    from types import SimpleNamespace
-
-    from powertrain.studies import multitask_vs_single as mvs
-    from powertrain.studies._common import interleave
-
     energy = {"multitask": [70.0, 71.0, 69.0, 70.5], "single_a": [20.0, 21.0, 22.0, 20.5],
               "single_b": [15.0, 16.0, 17.0, 15.5]}
-    sweep = tmp_path / "runs"
-    for job, (r, name) in enumerate(interleave(list(energy), 4)):
-        d = sweep / str(job)
-        d.mkdir(parents=True)
-        (d / "result.json").write_text(json.dumps(_mt_result(name, r, energy[name][r])))
-    cfg = SimpleNamespace(seed=0, verbose=False, target_accuracy=0.8, model=SimpleNamespace(family="simple_cnn"),
-                          study=SimpleNamespace(tasks=["a", "b"], task_targets=[], mixing="round_robin",
-                                                repeats=4, scale="smoke"))
-    ctx = SimpleNamespace(cfg=cfg, sweep=lambda part, overrides, variants=None: sweep)
-    summary = mvs.run(ctx)  # type: ignore[arg-type]
+    summary = _mt_summary(tmp_path, energy)
     total = summary["energy_single_sum_j"]
     assert summary["energy_saved_j"] < 0
     more = -summary["energy_saved_j"]
