@@ -34,7 +34,7 @@ KIND_COLUMN = {"cpu": "cpu", "gpu": "gpu", "dram": "ram"}  # powertrain componen
 def layout() -> tuple[tuple[str, ...], str]:
     """(columns in order, the CodeCarbon version they come from): the packaged layout, or the installed
     library's ``EmissionsData`` where a different CodeCarbon version is installed."""
-    from importlib import metadata, resources
+    from importlib import resources
 
     data = json.loads(resources.files("powertrain.resources").joinpath(LAYOUT_FILE).read_text("utf-8"))
     packaged = tuple(data["columns"]), str(data["codecarbon_version"])
@@ -47,7 +47,7 @@ def layout() -> tuple[tuple[str, ...], str]:
         from codecarbon.output_methods.emissions_data import EmissionsData
 
         return tuple(f.name for f in dataclasses.fields(EmissionsData)), str(codecarbon.__version__)
-    except (ImportError, metadata.PackageNotFoundError, TypeError):  # a layout it no longer has
+    except (ImportError, TypeError):  # a version without the module or the dataclass this reads
         return packaged
 
 
