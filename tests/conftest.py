@@ -16,6 +16,16 @@ REPO = Path(__file__).resolve().parents[1]
 _CLUSTER_SH = REPO / "slurm" / "cluster.sh"
 
 
+@pytest.fixture(autouse=True)
+def _close_figures() -> Any:
+    """Close the figures a test drew and did not save (the report closes its own): pyplot keeps every
+    open figure, and a few hundred tests' worth would hold memory and warn."""
+    yield
+    plt = sys.modules.get("matplotlib.pyplot")  # only where a test imported it: most never do
+    if plt is not None:
+        plt.close("all")
+
+
 @pytest.fixture
 def compose() -> Callable[..., Any]:
     """``compose("model=dense_poly", ...)`` -> the DictConfig Hydra composes for those overrides."""
