@@ -284,10 +284,16 @@ class RunSession:
         if error is None:
             return f"checkpointed; resume={self.run_dir} continues it"
         # the failed save left checkpoint.pt as it was: the last progress save, if any, is what resumes
-        saved = self.progress.saved if self.progress is not None else None
-        kept = (f"the checkpoint after epoch {saved['epoch']} is kept: resume={self.run_dir} continues from it"
-                if saved else "no checkpoint was saved")
-        return f"not checkpointed ({error}); {kept}"
+        return f"not checkpointed ({error}); {self._progress_kept(f': resume={self.run_dir} continues from it')}"
+
+    def _last_save(self) -> Optional[dict[str, Any]]:
+        """What the last good progress save holds (epoch, at), or None."""
+        return self.progress.saved if self.progress is not None else None
+
+    def _progress_kept(self, then: str = "") -> str:
+        """The stop reasons' words for what the last progress save kept (``then`` follows its epoch)."""
+        saved = self._last_save()
+        return f"the checkpoint after epoch {saved['epoch']} is kept{then}" if saved else "no checkpoint was saved"
 
     def _this_attempt(self, status: str) -> dict[str, Any]:
         return {"started_at": self.result["run"]["started_at"], "wall_s": time.perf_counter() - self.t0,
@@ -377,8 +383,7 @@ class RunSession:
         self.result["status"] = "interrupted"
         if self.progress is not None:  # a save still being written lands now (finish waits for it anyway):
             self.progress.close()  # the reason must name it, not say none was saved
-        saved = self.progress.saved if self.progress is not None else None
-        kept = f"the checkpoint after epoch {saved['epoch']} is kept" if saved else "no checkpoint was saved"
+        kept = self._progress_kept()
         # twice only when the stop handler saw the first; else Python's own handler raised it, before
         # stop.install() (loading data, the idle baseline)
         how = "twice" if self.stop.signum == signal.SIGINT else "before training"
@@ -421,7 +426,7 @@ class RunSession:
         try:
             write_result(self.run_dir, self.result)
         except OSError as e:  # the last good save is the record, and says so
-            saved = self.progress.saved if self.progress is not None else None
+            saved = self._last_save()
             kept = (f"the last good one (after epoch {saved['epoch']}) is kept: it reads lost, and "
                     f"resume={self.run_dir} continues it" if saved else "no earlier one was saved")
             first = f"{self.result['error']}; " if self.save_failed else ""
